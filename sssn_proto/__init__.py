@@ -1,0 +1,1 @@
+"""Python modules generated from protos/ (the `sssn.v1` contract); never edited by hand."""

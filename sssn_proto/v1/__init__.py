@@ -1,0 +1,1 @@
+"""Generated `sssn.v1` messages and stubs (`make proto` or the package build writes them)."""

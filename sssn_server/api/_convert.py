@@ -1,0 +1,253 @@
+"""Conversions between `sssn.v1` messages and domain models (one place, both directions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from sssn_proto.v1 import (
+    artifact_pb2,
+    channel_pb2,
+    event_pb2,
+    snapshot_pb2,
+    subscription_pb2,
+)
+
+from ..domain.errors import InvalidPayloadError
+from ..domain.models import (
+    CHANNEL_FORMS,
+    DEFAULT_FORM,
+    Artifact,
+    ArtifactSpec,
+    Channel,
+    Event,
+    Snapshot,
+    Subscription,
+)
+
+# Doubles beyond 2**53 are not exact integers, so they stay floats.
+_MAX_EXACT_INT = 2**53
+
+_FORM_TO_ENUM: dict[str, int] = {
+    form: channel_pb2.ChannelForm.Value("CHANNEL_FORM_" + form.upper().replace("-", "_"))
+    for form in CHANNEL_FORMS
+}
+_ENUM_TO_FORM: dict[int, str] = {number: form for form, number in _FORM_TO_ENUM.items()}
+_ENUM_TO_FORM[channel_pb2.CHANNEL_FORM_UNSPECIFIED] = DEFAULT_FORM
+
+
+# JSON values
+
+
+def from_value(value: struct_pb2.Value) -> Any:
+    """Returns the plain Python value of a `google.protobuf.Value`.
+
+    Integral numbers come back as `int` so that JSON written by the reference
+    (`{"n": 1}`) reads the same through either server.
+    """
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        if number.is_integer() and abs(number) < _MAX_EXACT_INT:
+            return int(number)
+        return number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return from_struct(value.struct_value)
+    if kind == "list_value":
+        return [from_value(item) for item in value.list_value.values]
+    return None
+
+
+def from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """Returns a `google.protobuf.Struct` as a dict."""
+    return {key: from_value(item) for key, item in struct.fields.items()}
+
+
+def fill_value(target: struct_pb2.Value, value: Any) -> None:
+    """Writes a plain JSON value into `target`."""
+    if value is None:
+        target.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, (int, float)):
+        target.number_value = value
+    elif isinstance(value, str):
+        target.string_value = value
+    elif isinstance(value, dict):
+        fill_struct(target.struct_value, value)
+    elif isinstance(value, (list, tuple)):
+        items = target.list_value
+        items.SetInParent()
+        for item in value:
+            fill_value(items.values.add(), item)
+    else:  # the store only holds JSON, so this is a programming error
+        raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def fill_struct(target: struct_pb2.Struct, value: dict[str, Any]) -> None:
+    """Writes a dict into `target` (which is marked present even when empty)."""
+    target.SetInParent()
+    for key, item in value.items():
+        fill_value(target.fields[key], item)
+
+
+def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    fill_struct(message, value)
+    return message
+
+
+def _value(value: Any) -> struct_pb2.Value:
+    message = struct_pb2.Value()
+    fill_value(message, value)
+    return message
+
+
+def _timestamp_ns(message: timestamp_pb2.Timestamp, present: bool) -> int:
+    return message.seconds * 1_000_000_000 + message.nanos if present else 0
+
+
+def _timestamp(nanoseconds: int) -> timestamp_pb2.Timestamp:
+    message = timestamp_pb2.Timestamp()
+    message.FromNanoseconds(nanoseconds)
+    return message
+
+
+# Channels
+
+
+def channel_from_proto(message: channel_pb2.Channel) -> Channel:
+    form = _ENUM_TO_FORM.get(message.form)
+    if form is None:
+        raise InvalidPayloadError("channel.form", f"unknown channel form {message.form}")
+    return Channel(
+        name=message.name,
+        schema=message.schema or None,
+        form=form,
+        description=message.description,
+        metadata=from_struct(message.metadata),
+    )
+
+
+def channel_to_proto(channel: Channel) -> channel_pb2.Channel:
+    return channel_pb2.Channel(
+        name=channel.name,
+        schema=channel.schema or "",
+        form=_FORM_TO_ENUM[channel.form],  # type: ignore[arg-type]
+        description=channel.description,
+        metadata=_struct(channel.metadata),
+    )
+
+
+# Events
+
+
+def event_from_proto(message: event_pb2.Event) -> Event:
+    return Event(
+        id=message.id,
+        channel=message.channel,
+        timestamp_ns=_timestamp_ns(message.timestamp, message.HasField("timestamp")),
+        kind=message.kind,
+        payload=from_value(message.payload) if message.HasField("payload") else None,
+        source=message.source or None,
+        schema=message.schema or None,
+        metadata=from_struct(message.metadata),
+        correlation_id=message.correlation_id or None,
+        parent_ids=tuple(message.parent_ids),
+    )
+
+
+def fill_event(target: event_pb2.Event, event: Event) -> None:
+    """Writes an event into an existing message (avoids a copy in batches)."""
+    target.id = event.id
+    target.cursor = event.cursor
+    target.channel = event.channel
+    target.timestamp.FromNanoseconds(event.timestamp_ns)
+    target.kind = event.kind
+    fill_value(target.payload, event.payload)
+    if event.source:
+        target.source = event.source
+    if event.schema:
+        target.schema = event.schema
+    fill_struct(target.metadata, event.metadata)
+    if event.correlation_id:
+        target.correlation_id = event.correlation_id
+    target.parent_ids.extend(event.parent_ids)
+
+
+def event_to_proto(event: Event) -> event_pb2.Event:
+    message = event_pb2.Event()
+    fill_event(message, event)
+    return message
+
+
+# Subscriptions
+
+
+def subscription_to_proto(subscription: Subscription) -> subscription_pb2.Subscription:
+    return subscription_pb2.Subscription(
+        id=subscription.id,
+        channel=subscription.channel,
+        cursor=subscription.cursor,
+        consumer=subscription.consumer or "",
+        batch_size=subscription.batch_size,
+        filter=subscription_pb2.SubscriptionFilter(kind=subscription.kind or ""),
+        metadata=_struct(subscription.metadata),
+    )
+
+
+# Artifacts
+
+
+def artifact_spec_from_proto(message: Any) -> ArtifactSpec:
+    """Reads `WriteArtifactRequest` or `UploadArtifactHeader` (same field names)."""
+    return ArtifactSpec(
+        channel=message.channel or None,
+        media_type=message.media_type,
+        metadata=from_struct(message.metadata),
+        event_ids=tuple(message.event_ids),
+    )
+
+
+def artifact_to_proto(artifact: Artifact) -> artifact_pb2.Artifact:
+    return artifact_pb2.Artifact(
+        id=artifact.id,
+        channel=artifact.channel or "",
+        media_type=artifact.media_type,
+        size=artifact.size,
+        sha256=artifact.sha256,
+        metadata=_struct(artifact.metadata),
+        event_ids=artifact.event_ids,
+    )
+
+
+# Snapshots
+
+
+def snapshot_from_proto(message: snapshot_pb2.Snapshot) -> Snapshot:
+    return Snapshot(
+        name=message.name,
+        timestamp_ns=_timestamp_ns(message.timestamp, message.HasField("timestamp")),
+        value=from_value(message.value) if message.HasField("value") else None,
+        channel=message.channel or None,
+        schema=message.schema or None,
+        source_event_id=message.source_event_id or None,
+        metadata=from_struct(message.metadata),
+    )
+
+
+def snapshot_to_proto(snapshot: Snapshot) -> snapshot_pb2.Snapshot:
+    return snapshot_pb2.Snapshot(
+        name=snapshot.name,
+        channel=snapshot.channel or "",
+        timestamp=_timestamp(snapshot.timestamp_ns),
+        value=_value(snapshot.value),
+        schema=snapshot.schema or "",
+        source_event_id=snapshot.source_event_id or "",
+        metadata=_struct(snapshot.metadata),
+    )

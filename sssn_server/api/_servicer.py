@@ -1,0 +1,284 @@
+"""The `sssn.v1.StoreService` servicer: converts, calls the channel service, converts back."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from sssn_proto.v1 import store_service_pb2 as pb
+from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
+
+from ..domain.errors import InvalidPayloadError, SSSNError
+from ..domain.models import Event
+from ..domain.service import ChannelService
+from . import _convert as convert
+from ._errors import internal_status, to_status
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Keep stream messages well under the 4 MiB a default client accepts.
+_MAX_MESSAGE_BYTES = 3 << 20
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> None:
+    if isinstance(error, SSSNError):
+        status = to_status(error)
+    else:
+        log.exception("unexpected error in %s", _method_name(context), exc_info=error)
+        status = internal_status()
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _method_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    try:
+        return str(context._rpc_event.call_details.method.decode())
+    except Exception:  # pragma: no cover - best effort, for the log line only
+        return "rpc"
+
+
+def _guarded(method: F) -> F:
+    """Turns every failure of a handler into a taxonomy status, in one place."""
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                async for response in method(self, request, context):
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await _abort(context, error)
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    async def unary(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _abort(context, error)
+
+    return unary  # type: ignore[return-value]
+
+
+class StoreServicer(pb_grpc.StoreServiceServicer):
+    """Thin adapter: each method converts, calls `ChannelService`, converts back."""
+
+    def __init__(self, service: ChannelService) -> None:
+        self._service = service
+
+    # Channels
+
+    @_guarded
+    async def CreateChannel(
+        self, request: pb.CreateChannelRequest, context: Any
+    ) -> pb.CreateChannelResponse:
+        channel = await self._service.create_channel(convert.channel_from_proto(request.channel))
+        return pb.CreateChannelResponse(channel=convert.channel_to_proto(channel))
+
+    @_guarded
+    async def GetChannel(
+        self, request: pb.GetChannelRequest, context: Any
+    ) -> pb.GetChannelResponse:
+        channel = await self._service.get_channel(request.name)
+        return pb.GetChannelResponse(channel=convert.channel_to_proto(channel))
+
+    @_guarded
+    async def ListChannels(
+        self, request: pb.ListChannelsRequest, context: Any
+    ) -> pb.ListChannelsResponse:
+        channels, next_token = await self._service.list_channels(
+            page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListChannelsResponse(
+            channels=[convert.channel_to_proto(channel) for channel in channels],
+            next_page_token=next_token,
+        )
+
+    # Events
+
+    @_guarded
+    async def AppendEvent(
+        self, request: pb.AppendEventRequest, context: Any
+    ) -> pb.AppendEventResponse:
+        (event,) = await self._service.append_events(
+            [convert.event_from_proto(request.event)], field="event"
+        )
+        return pb.AppendEventResponse(event=convert.event_to_proto(event))
+
+    @_guarded
+    async def AppendEvents(
+        self, request: pb.AppendEventsRequest, context: Any
+    ) -> pb.AppendEventsResponse:
+        events = await self._service.append_events(
+            [convert.event_from_proto(event) for event in request.events]
+        )
+        response = pb.AppendEventsResponse()
+        _fill_events(response, events)
+        return response
+
+    @_guarded
+    async def GetEvent(self, request: pb.GetEventRequest, context: Any) -> pb.GetEventResponse:
+        event = await self._service.get_event(request.id)
+        return pb.GetEventResponse(event=convert.event_to_proto(event))
+
+    @_guarded
+    async def QueryEvents(
+        self, request: pb.QueryEventsRequest, context: Any
+    ) -> pb.QueryEventsResponse:
+        events = await self._service.query_events(
+            request.channel,
+            after_cursor=request.after_cursor,
+            limit=request.limit if request.HasField("limit") else None,
+            kind=request.kind or None,
+        )
+        response = pb.QueryEventsResponse()
+        _fill_events(response, events)
+        return response
+
+    # Subscriptions
+
+    @_guarded
+    async def CreateSubscription(
+        self, request: pb.CreateSubscriptionRequest, context: Any
+    ) -> pb.CreateSubscriptionResponse:
+        subscription = await self._service.create_subscription(
+            request.channel,
+            subscription_id=request.subscription_id or None,
+            consumer=request.consumer or None,
+            batch_size=request.batch_size if request.HasField("batch_size") else None,
+            kind=request.filter.kind or None,
+            metadata=convert.from_struct(request.metadata),
+        )
+        return pb.CreateSubscriptionResponse(
+            subscription=convert.subscription_to_proto(subscription)
+        )
+
+    @_guarded
+    async def GetSubscription(
+        self, request: pb.GetSubscriptionRequest, context: Any
+    ) -> pb.GetSubscriptionResponse:
+        subscription = await self._service.get_subscription(request.subscription_id)
+        return pb.GetSubscriptionResponse(subscription=convert.subscription_to_proto(subscription))
+
+    @_guarded
+    async def PullSubscription(
+        self, request: pb.PullSubscriptionRequest, context: Any
+    ) -> AsyncIterator[pb.PullSubscriptionResponse]:
+        batches = self._service.pull(
+            request.subscription_id,
+            limit=request.limit if request.HasField("limit") else None,
+            follow=request.follow,
+        )
+        try:
+            async for events in batches:
+                for message in _split_into_messages(events):
+                    yield message
+        finally:
+            # Close at once so the batch lock is released even on cancellation.
+            await batches.aclose()
+
+    # Artifacts
+
+    @_guarded
+    async def WriteArtifact(
+        self, request: pb.WriteArtifactRequest, context: Any
+    ) -> pb.WriteArtifactResponse:
+        artifact = await self._service.write_artifact(
+            convert.artifact_spec_from_proto(request), _single(request.data)
+        )
+        return pb.WriteArtifactResponse(artifact=convert.artifact_to_proto(artifact))
+
+    @_guarded
+    async def UploadArtifact(
+        self, request_iterator: AsyncIterator[pb.UploadArtifactRequest], context: Any
+    ) -> pb.UploadArtifactResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("content") != "header":
+            raise InvalidPayloadError("header", "must be the first message of the upload")
+        artifact = await self._service.write_artifact(
+            convert.artifact_spec_from_proto(first.header), _upload_chunks(request_iterator)
+        )
+        return pb.UploadArtifactResponse(artifact=convert.artifact_to_proto(artifact))
+
+    @_guarded
+    async def GetArtifact(
+        self, request: pb.GetArtifactRequest, context: Any
+    ) -> pb.GetArtifactResponse:
+        artifact = await self._service.get_artifact(request.id)
+        return pb.GetArtifactResponse(artifact=convert.artifact_to_proto(artifact))
+
+    @_guarded
+    async def ReadArtifact(
+        self, request: pb.ReadArtifactRequest, context: Any
+    ) -> AsyncIterator[pb.ReadArtifactResponse]:
+        artifact, chunks = await self._service.read_artifact(request.id)
+        metadata: Any = convert.artifact_to_proto(artifact)
+        async for chunk in chunks:
+            yield pb.ReadArtifactResponse(data=chunk, artifact=metadata)
+            metadata = None
+        if metadata is not None:  # an empty payload still reports its metadata
+            yield pb.ReadArtifactResponse(artifact=metadata)
+
+    # Snapshots
+
+    @_guarded
+    async def PutSnapshot(
+        self, request: pb.PutSnapshotRequest, context: Any
+    ) -> pb.PutSnapshotResponse:
+        snapshot = await self._service.put_snapshot(convert.snapshot_from_proto(request.snapshot))
+        return pb.PutSnapshotResponse(snapshot=convert.snapshot_to_proto(snapshot))
+
+    @_guarded
+    async def GetSnapshot(
+        self, request: pb.GetSnapshotRequest, context: Any
+    ) -> pb.GetSnapshotResponse:
+        snapshot = await self._service.get_snapshot(request.name)
+        return pb.GetSnapshotResponse(snapshot=convert.snapshot_to_proto(snapshot))
+
+
+def _fill_events(response: Any, events: list[Event]) -> None:
+    for event in events:
+        convert.fill_event(response.events.add(), event)
+
+
+def _split_into_messages(events: list[Event]) -> list[pb.PullSubscriptionResponse]:
+    """Packs events into as few messages as fit the size budget, in order."""
+    messages = [pb.PullSubscriptionResponse()]
+    size = 0
+    for event in events:
+        target = messages[-1].events.add()
+        convert.fill_event(target, event)
+        event_size = target.ByteSize()
+        if size and size + event_size > _MAX_MESSAGE_BYTES:
+            # Move the event that overflowed into a fresh message.
+            messages[-1].events.pop()
+            fresh = pb.PullSubscriptionResponse()
+            convert.fill_event(fresh.events.add(), event)
+            messages.append(fresh)
+            size = 0
+        size += event_size
+    return messages
+
+
+async def _single(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _upload_chunks(
+    requests: AsyncIterable[pb.UploadArtifactRequest],
+) -> AsyncIterator[bytes]:
+    async for request in requests:
+        if request.WhichOneof("content") != "data":
+            raise InvalidPayloadError("header", "must be sent once, as the first message")
+        yield request.data

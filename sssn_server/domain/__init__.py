@@ -1,0 +1,1 @@
+"""Domain layer: models, validation rules, errors and the channel service (no gRPC here)."""

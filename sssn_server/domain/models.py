@@ -1,0 +1,106 @@
+"""Plain resource models shared by the service and the storage layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Channel forms as the reference spells them; the first is the default.
+CHANNEL_FORMS: tuple[str, ...] = (
+    "log",
+    "queue",
+    "topic",
+    "blackboard",
+    "latest-state",
+    "artifact-index",
+    "pipeline-edge",
+    "database-view",
+    "feed",
+    "time-series",
+    "tree",
+    "forum",
+    "hub",
+)
+DEFAULT_FORM = "log"
+DEFAULT_KIND = "event"
+DEFAULT_MEDIA_TYPE = "application/octet-stream"
+DEFAULT_BATCH_SIZE = 100
+
+JSONObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A named stream that events are appended to."""
+
+    name: str
+    schema: str | None = None
+    form: str = DEFAULT_FORM
+    description: str = ""
+    metadata: JSONObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A typed record in one channel; `cursor` is set once stored."""
+
+    id: str
+    channel: str
+    timestamp_ns: int
+    kind: str = DEFAULT_KIND
+    payload: Any = None
+    source: str | None = None
+    schema: str | None = None
+    metadata: JSONObject = field(default_factory=dict)
+    correlation_id: str | None = None
+    parent_ids: tuple[str, ...] = ()
+    cursor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A persisted consumer cursor over one channel."""
+
+    id: str
+    channel: str
+    cursor: int = 0
+    consumer: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    kind: str | None = None
+    metadata: JSONObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactSpec:
+    """What a writer says about an artifact before its bytes are stored."""
+
+    channel: str | None = None
+    media_type: str = DEFAULT_MEDIA_TYPE
+    metadata: JSONObject = field(default_factory=dict)
+    event_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """Metadata of a content-addressed payload."""
+
+    id: str
+    size: int
+    sha256: str
+    channel: str | None = None
+    media_type: str = DEFAULT_MEDIA_TYPE
+    metadata: JSONObject = field(default_factory=dict)
+    event_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A named latest-state value."""
+
+    name: str
+    timestamp_ns: int
+    value: Any = None
+    channel: str | None = None
+    schema: str | None = None
+    source_event_id: str | None = None
+    metadata: JSONObject = field(default_factory=dict)

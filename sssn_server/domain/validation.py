@@ -1,0 +1,95 @@
+"""Request rules shared by every transport: names, tokens, cursors, limits and JSON values."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import InvalidPayloadError
+from .models import CHANNEL_FORMS
+
+_FORBIDDEN_CHARACTERS = frozenset("%/:\\")
+
+
+def _is_segment(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and bool(value.strip())
+        and value not in (".", "..")
+        and not any(ch in _FORBIDDEN_CHARACTERS or ch.isspace() for ch in value)
+    )
+
+
+def require_segment(field: str, value: object) -> str:
+    """Returns `value` if it is a path segment, else raises InvalidPayloadError.
+
+    A segment is non-empty, has no whitespace, is not `.` or `..` and holds
+    none of `% / : \\` (the reference's rule for names and ids).
+    """
+    if not _is_segment(value):
+        raise InvalidPayloadError(field, "must be a non-empty path segment")
+    return value  # type: ignore[return-value]
+
+
+def require_token(field: str, value: object) -> str:
+    """Returns `value` if it is a token (kinds, consumers, correlation ids)."""
+    if not _is_segment(value):
+        raise InvalidPayloadError(field, "must be a non-empty token")
+    return value  # type: ignore[return-value]
+
+
+def optional_segment(field: str, value: str | None) -> str | None:
+    """Validates a segment that may be absent (None or empty)."""
+    return require_segment(field, value) if value else None
+
+
+def optional_token(field: str, value: str | None) -> str | None:
+    """Validates a token that may be absent (None or empty)."""
+    return require_token(field, value) if value else None
+
+
+def segment_list(field: str, values: Iterable[str]) -> tuple[str, ...]:
+    """Validates every item of a list of path segments."""
+    items = tuple(values)
+    for index, value in enumerate(items):
+        require_segment(f"{field}[{index}]", value)
+    return items
+
+
+def require_non_negative(field: str, value: int) -> int:
+    """Cursors start at 0 and never go below."""
+    if value < 0:
+        raise InvalidPayloadError(field, "must be greater than or equal to 0")
+    return value
+
+
+def require_positive(field: str, value: int) -> int:
+    """Limits and batch sizes must be at least 1."""
+    if value < 1:
+        raise InvalidPayloadError(field, "must be greater than 0")
+    return value
+
+
+def require_form(field: str, value: str) -> str:
+    """Accepts one of the thirteen channel forms."""
+    if value not in CHANNEL_FORMS:
+        raise InvalidPayloadError(field, f"must be one of {', '.join(CHANNEL_FORMS)}")
+    return value
+
+
+def require_json(field: str, value: Any) -> Any:
+    """Rejects values JSON cannot carry (NaN and infinities are the only way in)."""
+    if not _finite(value):
+        raise InvalidPayloadError(field, "must be valid JSON (NaN and Infinity are not)")
+    return value
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    return True

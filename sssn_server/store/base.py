@@ -1,0 +1,142 @@
+"""The async storage interface the service is written against; it knows nothing of gRPC."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+
+from ..domain.models import Artifact, ArtifactSpec, Channel, Event, Snapshot, Subscription
+
+
+class ArtifactUpload(abc.ABC):
+    """A payload being received; nothing is visible until `Store.save_artifact`."""
+
+    size: int
+
+    @abc.abstractmethod
+    async def write(self, chunk: bytes) -> None:
+        """Appends a chunk of the payload."""
+
+    @abc.abstractmethod
+    async def discard(self) -> None:
+        """Drops what was received; safe to call more than once."""
+
+
+class Store(abc.ABC):
+    """Durable home of channels, events, subscriptions, artifacts and snapshots.
+
+    Implementations validate links (parents, linked events, channels) inside
+    the same transaction as the write, so a failed call changes nothing, and
+    raise only `sssn_server.domain.errors` exceptions.
+    """
+
+    read_only: bool = False
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Opens connections and brings the schema up to date."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Closes every connection; later calls raise StoreClosedError."""
+
+    # Channels
+
+    @abc.abstractmethod
+    async def create_channel(self, channel: Channel) -> Channel:
+        """Stores a new channel; raises ChannelExistsError if the name is taken."""
+
+    @abc.abstractmethod
+    async def get_channel(self, name: str) -> Channel:
+        """Returns a channel or raises ChannelNotFoundError."""
+
+    @abc.abstractmethod
+    async def list_channels(self, *, after: str | None, limit: int) -> list[Channel]:
+        """Returns up to `limit` channels with names greater than `after`, by name."""
+
+    # Events
+
+    @abc.abstractmethod
+    async def append_events(self, events: Sequence[Event]) -> list[Event]:
+        """Stores events atomically and returns them with cursors, in order.
+
+        An event whose id exists in the same channel is returned as stored;
+        in another channel it raises EventExistsError. Parents may name
+        events stored earlier in the same batch.
+        """
+
+    @abc.abstractmethod
+    async def get_event(self, event_id: str) -> Event:
+        """Returns an event or raises EventNotFoundError."""
+
+    @abc.abstractmethod
+    async def query_events(
+        self, channel: str, *, after_cursor: int, limit: int, kind: str | None
+    ) -> list[Event]:
+        """Returns a channel's events after a cursor, in cursor order."""
+
+    @abc.abstractmethod
+    async def head_cursor(self) -> int:
+        """Returns the greatest cursor ever assigned (0 for an empty store)."""
+
+    # Subscriptions
+
+    @abc.abstractmethod
+    async def create_subscription(self, subscription: Subscription) -> Subscription:
+        """Stores a subscription, or returns the existing one with the same id
+        and channel; raises SubscriptionExistsError for another channel."""
+
+    @abc.abstractmethod
+    async def get_subscription(self, subscription_id: str) -> Subscription:
+        """Returns a subscription or raises SubscriptionNotFoundError."""
+
+    @abc.abstractmethod
+    async def advance_subscription(self, subscription_id: str, cursor: int) -> None:
+        """Moves a subscription's cursor forward to `cursor` (never backward)."""
+
+    # Artifacts
+
+    @abc.abstractmethod
+    async def begin_artifact(self) -> ArtifactUpload:
+        """Starts receiving a payload."""
+
+    @abc.abstractmethod
+    async def save_artifact(
+        self, upload: ArtifactUpload, spec: ArtifactSpec, *, artifact_id: str
+    ) -> Artifact:
+        """Makes a received payload durable and records it under `artifact_id`.
+
+        Raises ChannelNotFoundError or EventNotFoundError for missing links;
+        the upload is discarded whether or not it succeeds.
+        """
+
+    @abc.abstractmethod
+    async def get_artifact(self, artifact_id: str) -> Artifact:
+        """Returns an artifact's metadata or raises ArtifactNotFoundError."""
+
+    @abc.abstractmethod
+    def read_artifact(self, artifact: Artifact, chunk_size: int) -> AsyncIterator[bytes]:
+        """Yields the payload in chunks; ArtifactNotFoundError if it is gone."""
+
+    # Snapshots
+
+    @abc.abstractmethod
+    async def put_snapshot(self, snapshot: Snapshot) -> Snapshot:
+        """Creates or replaces a snapshot."""
+
+    @abc.abstractmethod
+    async def get_snapshot(self, name: str) -> Snapshot:
+        """Returns a snapshot or raises SnapshotNotFoundError."""

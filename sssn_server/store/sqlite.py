@@ -1,0 +1,646 @@
+"""The embedded store: SQLite (WAL) through aiosqlite, plus a content-addressed blob folder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from ..domain.errors import (
+    ArtifactNotFoundError,
+    ChannelExistsError,
+    ChannelNotFoundError,
+    EventExistsError,
+    EventNotFoundError,
+    SnapshotNotFoundError,
+    StoreClosedError,
+    StoreReadOnlyError,
+    SubscriptionExistsError,
+    SubscriptionNotFoundError,
+)
+from ..domain.models import Artifact, ArtifactSpec, Channel, Event, Snapshot, Subscription
+from ._blobs import BlobDirectory, BlobUpload
+from ._schema import MIGRATIONS, SCHEMA_VERSION
+from .base import ArtifactUpload, Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+DATABASE_FILE = "sssn.sqlite"
+ARTIFACTS_DIR = "artifacts"
+
+# Queued writes are committed together, up to this many per transaction.
+_MAX_GROUP = 256
+
+_EVENT_COLUMNS = (
+    "cursor, id, channel, timestamp_ns, source, kind, payload, schema, "
+    "metadata, correlation_id, parent_ids"
+)
+_EVENT_INSERT_COLUMNS = _EVENT_COLUMNS.removeprefix("cursor, ")
+_CHANNEL_COLUMNS = "name, schema, form, description, metadata"
+_SUBSCRIPTION_COLUMNS = "id, channel, cursor, consumer, batch_size, kind, metadata"
+_ARTIFACT_COLUMNS = "id, channel, media_type, size, sha256, metadata, event_ids"
+_SNAPSHOT_COLUMNS = "name, channel, timestamp_ns, value, schema, source_event_id, metadata"
+
+
+class SQLiteStore(Store):
+    """A store under one folder: `<root>/sssn.sqlite` and `<root>/artifacts/`.
+
+    All writes go through one writer task that owns the write connection:
+    requests queued while a transaction runs are committed together (group
+    commit), each in its own savepoint so one failure fails only its caller.
+    Reads use a small pool of separate connections and never wait for it.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        read_only: bool = False,
+        synchronous: str = "FULL",
+        readers: int = 2,
+    ) -> None:
+        """Describes the store; nothing touches the disk before `open()`.
+
+        Args:
+            root: folder holding the database and the artifacts.
+            read_only: refuse every write with StoreReadOnlyError; the store
+                must already exist and is neither created nor migrated.
+            synchronous: SQLite `synchronous` level; FULL survives power loss.
+            readers: number of read connections.
+        """
+        self.root = Path(root).expanduser().resolve()
+        self.read_only = read_only
+        self._synchronous = synchronous
+        self._reader_count = max(1, readers)
+        self._blobs = BlobDirectory(self.root / ARTIFACTS_DIR)
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._next_reader: itertools.cycle[aiosqlite.Connection] | None = None
+        self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]] | None] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closed = True
+
+    @property
+    def database_path(self) -> Path:
+        return self.root / DATABASE_FILE
+
+    # Lifecycle
+
+    async def open(self) -> None:
+        if self.read_only:
+            if not self.database_path.is_file():
+                raise FileNotFoundError(f"no store at {self.root} to open read-only")
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._blobs.prepare()
+            self._writer = await self._connect()
+            await self._writer.execute("PRAGMA journal_mode=WAL")
+            await self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
+            await self._migrate(self._writer)
+            self._writer_task = asyncio.create_task(self._write_loop(), name="sssn-writer")
+        for _ in range(self._reader_count):
+            reader = await self._connect(read_only=True)
+            self._readers.append(reader)
+        self._next_reader = itertools.cycle(self._readers)
+        await self._check_schema()
+        self._closed = False
+
+    async def close(self) -> None:
+        if self._closed and self._writer is None and not self._readers:
+            return
+        self._closed = True
+        if self._writer_task is not None:
+            self._queue.put_nowait(None)
+            await self._writer_task
+            self._writer_task = None
+        for connection in [*self._readers, self._writer]:
+            if connection is not None:
+                await connection.close()
+        self._readers.clear()
+        self._writer = None
+
+    async def _connect(self, *, read_only: bool = False) -> aiosqlite.Connection:
+        # isolation_level=None: transactions are begun and ended explicitly.
+        mode = "ro" if read_only else "rwc"
+        connection = await aiosqlite.connect(
+            f"{self.database_path.as_uri()}?mode={mode}",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        await connection.execute("PRAGMA busy_timeout=10000")
+        await connection.execute("PRAGMA foreign_keys=ON")
+        return connection
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        version = await _scalar(db, "PRAGMA user_version")
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"store schema version {version} is newer than this server ({SCHEMA_VERSION})"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            log.info("migrating store schema to version %s", number + 1)
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        await db.execute(statement)
+                await db.execute(f"PRAGMA user_version={number + 1}")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
+    async def _check_schema(self) -> None:
+        version = await _scalar(self._reader(), "PRAGMA user_version")
+        if version != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"store schema version {version}; this server needs {SCHEMA_VERSION}"
+            )
+
+    # The writer
+
+    def _reader(self) -> aiosqlite.Connection:
+        assert self._next_reader is not None, "store not opened"
+        return next(self._next_reader)
+
+    async def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        if self._closed:
+            raise StoreClosedError()
+        return list(await self._reader().execute_fetchall(sql, parameters))
+
+    async def _write(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Runs `work` inside a write transaction and returns its result.
+
+        The work runs in the writer task and is carried out even if the
+        caller is cancelled while it waits: a cancelled caller can never
+        interrupt a transaction, and a write once queued is not dropped.
+        """
+        if self.read_only:
+            raise StoreReadOnlyError()
+        if self._closed:
+            raise StoreClosedError()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((work, future))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_ignore_outcome)
+            raise
+
+    async def _write_loop(self) -> None:
+        assert self._writer is not None
+        db = self._writer
+        while True:
+            item = await self._queue.get()
+            group = [item]
+            while len(group) < _MAX_GROUP and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            stop = None in group
+            requests = [request for request in group if request is not None]
+            if requests:
+                await self._commit_group(db, requests)
+            if stop:
+                for _work, future in self._drain():
+                    future.set_exception(StoreClosedError())
+                return
+
+    def _drain(self) -> list[tuple[Work, asyncio.Future[Any]]]:
+        pending = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None and not item[1].done():
+                pending.append(item)
+        return pending
+
+    async def _commit_group(
+        self, db: aiosqlite.Connection, group: list[tuple[Work, asyncio.Future[Any]]]
+    ) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], BaseException | None, Any]] = []
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            if len(group) == 1:
+                work, future = group[0]
+                try:
+                    result = await work(db)
+                except Exception as exc:
+                    await db.execute("ROLLBACK")
+                    outcomes.append((future, exc, None))
+                    _settle(outcomes)
+                    return
+                outcomes.append((future, None, result))
+            else:
+                for work, future in group:
+                    await db.execute("SAVEPOINT request")
+                    try:
+                        result = await work(db)
+                    except Exception as exc:
+                        await db.execute("ROLLBACK TO request")
+                        await db.execute("RELEASE request")
+                        outcomes.append((future, exc, None))
+                    else:
+                        await db.execute("RELEASE request")
+                        outcomes.append((future, None, result))
+            await db.execute("COMMIT")
+        except Exception as exc:
+            # The commit itself failed (disk full, I/O error): nothing of the
+            # group is stored, so every caller gets the error.
+            log.exception("write transaction failed")
+            with contextlib.suppress(Exception):
+                await db.execute("ROLLBACK")
+            outcomes = [(future, exc, None) for _work, future in group]
+        _settle(outcomes)
+
+    # Channels
+
+    async def create_channel(self, channel: Channel) -> Channel:
+        async def work(db: aiosqlite.Connection) -> Channel:
+            try:
+                await db.execute(
+                    f"INSERT INTO channels ({_CHANNEL_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        channel.name,
+                        channel.schema,
+                        channel.form,
+                        channel.description,
+                        _dumps(channel.metadata),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ChannelExistsError(
+                    f"Channel already exists: {channel.name}", channel=channel.name
+                ) from exc
+            return channel
+
+        return await self._write(work)
+
+    async def get_channel(self, name: str) -> Channel:
+        rows = await self._read(f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE name = ?", (name,))
+        if not rows:
+            raise _channel_not_found(name)
+        return _channel(rows[0])
+
+    async def list_channels(self, *, after: str | None, limit: int) -> list[Channel]:
+        rows = await self._read(
+            f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE name > ? ORDER BY name LIMIT ?",
+            (after or "", limit),
+        )
+        return [_channel(row) for row in rows]
+
+    # Events
+
+    async def append_events(self, events: Sequence[Event]) -> list[Event]:
+        async def work(db: aiosqlite.Connection) -> list[Event]:
+            stored: list[Event] = []
+            for event in events:
+                rows = await db.execute_fetchall(
+                    "SELECT (SELECT channel FROM events WHERE id = ?),"
+                    " EXISTS (SELECT 1 FROM channels WHERE name = ?)",
+                    (event.id, event.channel),
+                )
+                existing_channel, channel_exists = next(iter(rows))
+                if not channel_exists:
+                    raise _channel_not_found(event.channel)
+                if existing_channel is not None:
+                    if existing_channel != event.channel:
+                        raise EventExistsError(
+                            f"Event id {event.id} already exists in channel {existing_channel}",
+                            event_id=event.id,
+                            channel=existing_channel,
+                        )
+                    stored.append(await _event_by_id(db, event.id))
+                    continue
+                await _require_events(db, event.parent_ids)
+                inserted = await db.execute_fetchall(
+                    f"INSERT INTO events ({_EVENT_INSERT_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING cursor",
+                    (
+                        event.id,
+                        event.channel,
+                        event.timestamp_ns,
+                        event.source,
+                        event.kind,
+                        _dumps(event.payload),
+                        event.schema,
+                        _dumps(event.metadata),
+                        event.correlation_id,
+                        _dumps(list(event.parent_ids)),
+                    ),
+                )
+                stored.append(replace(event, cursor=next(iter(inserted))[0]))
+            return stored
+
+        return await self._write(work)
+
+    async def get_event(self, event_id: str) -> Event:
+        rows = await self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
+        if not rows:
+            raise _event_not_found(event_id)
+        return _event(rows[0])
+
+    async def query_events(
+        self, channel: str, *, after_cursor: int, limit: int, kind: str | None
+    ) -> list[Event]:
+        if kind is None:
+            sql = (
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE channel = ? AND cursor > ?"
+                " ORDER BY cursor LIMIT ?"
+            )
+            parameters: tuple[Any, ...] = (channel, after_cursor, limit)
+        else:
+            sql = (
+                f"SELECT {_EVENT_COLUMNS} FROM events"
+                " WHERE channel = ? AND kind = ? AND cursor > ? ORDER BY cursor LIMIT ?"
+            )
+            parameters = (channel, kind, after_cursor, limit)
+        return [_event(row) for row in await self._read(sql, parameters)]
+
+    async def head_cursor(self) -> int:
+        rows = await self._read("SELECT coalesce(max(cursor), 0) FROM events")
+        return int(rows[0][0])
+
+    # Subscriptions
+
+    async def create_subscription(self, subscription: Subscription) -> Subscription:
+        async def work(db: aiosqlite.Connection) -> Subscription:
+            await _require_channel(db, subscription.channel)
+            rows = await db.execute_fetchall(
+                f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?",
+                (subscription.id,),
+            )
+            for row in rows:
+                existing = _subscription(row)
+                if existing.channel != subscription.channel:
+                    raise SubscriptionExistsError(
+                        f"Subscription {subscription.id} already exists"
+                        f" for channel {existing.channel}",
+                        subscription_id=subscription.id,
+                        channel=existing.channel,
+                    )
+                return existing
+            await db.execute(
+                f"INSERT INTO subscriptions ({_SUBSCRIPTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    subscription.id,
+                    subscription.channel,
+                    subscription.cursor,
+                    subscription.consumer,
+                    subscription.batch_size,
+                    subscription.kind,
+                    _dumps(subscription.metadata),
+                ),
+            )
+            return subscription
+
+        return await self._write(work)
+
+    async def get_subscription(self, subscription_id: str) -> Subscription:
+        rows = await self._read(
+            f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?", (subscription_id,)
+        )
+        if not rows:
+            raise _subscription_not_found(subscription_id)
+        return _subscription(rows[0])
+
+    async def advance_subscription(self, subscription_id: str, cursor: int) -> None:
+        async def work(db: aiosqlite.Connection) -> None:
+            changed = await db.execute(
+                "UPDATE subscriptions SET cursor = max(cursor, ?) WHERE id = ?",
+                (cursor, subscription_id),
+            )
+            if changed.rowcount == 0:
+                raise _subscription_not_found(subscription_id)
+
+        await self._write(work)
+
+    # Artifacts
+
+    async def begin_artifact(self) -> ArtifactUpload:
+        if self.read_only:
+            raise StoreReadOnlyError()
+        return await asyncio.to_thread(self._blobs.begin)
+
+    async def save_artifact(
+        self, upload: ArtifactUpload, spec: ArtifactSpec, *, artifact_id: str
+    ) -> Artifact:
+        assert isinstance(upload, BlobUpload), "upload from another store"
+        try:
+            # Check links before the payload lands, so a rejected write leaves
+            # no file; the transaction checks again before it records the row.
+            if spec.channel is not None:
+                await self.get_channel(spec.channel)
+            for event_id in spec.event_ids:
+                await self.get_event(event_id)
+            digest = await self._blobs.commit(upload)
+        finally:
+            await upload.discard()
+        artifact = Artifact(
+            id=artifact_id,
+            size=upload.size,
+            sha256=digest,
+            channel=spec.channel,
+            media_type=spec.media_type,
+            metadata=spec.metadata,
+            event_ids=spec.event_ids,
+        )
+
+        async def work(db: aiosqlite.Connection) -> Artifact:
+            if artifact.channel is not None:
+                await _require_channel(db, artifact.channel)
+            await _require_events(db, artifact.event_ids)
+            await db.execute(
+                f"INSERT INTO artifacts ({_ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    artifact.id,
+                    artifact.channel,
+                    artifact.media_type,
+                    artifact.size,
+                    artifact.sha256,
+                    _dumps(artifact.metadata),
+                    _dumps(list(artifact.event_ids)),
+                ),
+            )
+            return artifact
+
+        return await self._write(work)
+
+    async def get_artifact(self, artifact_id: str) -> Artifact:
+        rows = await self._read(
+            f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE id = ?", (artifact_id,)
+        )
+        if not rows:
+            raise ArtifactNotFoundError(
+                f"Artifact not found: {artifact_id}", artifact_id=artifact_id
+            )
+        return _artifact(rows[0])
+
+    def read_artifact(self, artifact: Artifact, chunk_size: int) -> AsyncIterator[bytes]:
+        return self._blobs.read(artifact.sha256, chunk_size)
+
+    # Snapshots
+
+    async def put_snapshot(self, snapshot: Snapshot) -> Snapshot:
+        async def work(db: aiosqlite.Connection) -> Snapshot:
+            if snapshot.channel is not None:
+                await _require_channel(db, snapshot.channel)
+            if snapshot.source_event_id is not None:
+                await _require_events(db, (snapshot.source_event_id,))
+            await db.execute(
+                f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET channel = excluded.channel,"
+                " timestamp_ns = excluded.timestamp_ns, value = excluded.value,"
+                " schema = excluded.schema, source_event_id = excluded.source_event_id,"
+                " metadata = excluded.metadata",
+                (
+                    snapshot.name,
+                    snapshot.channel,
+                    snapshot.timestamp_ns,
+                    _dumps(snapshot.value),
+                    snapshot.schema,
+                    snapshot.source_event_id,
+                    _dumps(snapshot.metadata),
+                ),
+            )
+            return snapshot
+
+        return await self._write(work)
+
+    async def get_snapshot(self, name: str) -> Snapshot:
+        rows = await self._read(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE name = ?", (name,)
+        )
+        if not rows:
+            raise SnapshotNotFoundError(f"Snapshot not found: {name}", snapshot=name)
+        row = rows[0]
+        return Snapshot(
+            name=row[0],
+            channel=row[1],
+            timestamp_ns=row[2],
+            value=json.loads(row[3]),
+            schema=row[4],
+            source_event_id=row[5],
+            metadata=json.loads(row[6]),
+        )
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    """Marks a write's outcome as seen when its caller is no longer waiting."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], BaseException | None, Any]]) -> None:
+    for future, error, result in outcomes:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+async def _scalar(db: aiosqlite.Connection, sql: str) -> int:
+    rows = await db.execute_fetchall(sql)
+    return int(next(iter(rows))[0])
+
+
+async def _require_channel(db: aiosqlite.Connection, name: str) -> None:
+    rows = await db.execute_fetchall("SELECT 1 FROM channels WHERE name = ?", (name,))
+    if not rows:
+        raise _channel_not_found(name)
+
+
+async def _require_events(db: aiosqlite.Connection, event_ids: Sequence[str]) -> None:
+    """Raises EventNotFoundError naming the first id that is not stored."""
+    if not event_ids:
+        return
+    unique = list(dict.fromkeys(event_ids))
+    placeholders = ", ".join("?" * len(unique))
+    rows = await db.execute_fetchall(f"SELECT id FROM events WHERE id IN ({placeholders})", unique)
+    found = {row[0] for row in rows}
+    for event_id in unique:
+        if event_id not in found:
+            raise _event_not_found(event_id)
+
+
+async def _event_by_id(db: aiosqlite.Connection, event_id: str) -> Event:
+    rows = await db.execute_fetchall(
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
+    )
+    return _event(next(iter(rows)))
+
+
+def _channel_not_found(name: str) -> ChannelNotFoundError:
+    return ChannelNotFoundError(f"Channel not found: {name}", channel=name)
+
+
+def _event_not_found(event_id: str) -> EventNotFoundError:
+    return EventNotFoundError(f"Event not found: {event_id}", event_id=event_id)
+
+
+def _subscription_not_found(subscription_id: str) -> SubscriptionNotFoundError:
+    return SubscriptionNotFoundError(
+        f"Subscription not found: {subscription_id}", subscription_id=subscription_id
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _channel(row: sqlite3.Row) -> Channel:
+    return Channel(
+        name=row[0], schema=row[1], form=row[2], description=row[3], metadata=json.loads(row[4])
+    )
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(
+        cursor=row[0],
+        id=row[1],
+        channel=row[2],
+        timestamp_ns=row[3],
+        source=row[4],
+        kind=row[5],
+        payload=json.loads(row[6]),
+        schema=row[7],
+        metadata=json.loads(row[8]),
+        correlation_id=row[9],
+        parent_ids=tuple(json.loads(row[10])),
+    )
+
+
+def _subscription(row: sqlite3.Row) -> Subscription:
+    return Subscription(
+        id=row[0],
+        channel=row[1],
+        cursor=row[2],
+        consumer=row[3],
+        batch_size=row[4],
+        kind=row[5],
+        metadata=json.loads(row[6]),
+    )
+
+
+def _artifact(row: sqlite3.Row) -> Artifact:
+    return Artifact(
+        id=row[0],
+        channel=row[1],
+        media_type=row[2],
+        size=row[3],
+        sha256=row[4],
+        metadata=json.loads(row[5]),
+        event_ids=tuple(json.loads(row[6])),
+    )

@@ -1,0 +1,73 @@
+"""Fixtures: a real server on a loopback port over a real SQLite store in a temp dir."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from sssn_proto.v1 import channel_pb2
+from sssn_proto.v1 import store_service_pb2 as pb
+from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
+from sssn_server.app import SSSNServer
+from sssn_server.config import ServerConfig
+
+from .helpers import DEADLINE
+
+ServerFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+async def start_server(store_dir: Path) -> AsyncIterator[ServerFactory]:
+    """Starts servers on 127.0.0.1:0 (settings overridable); stops them all after."""
+    running: list[SSSNServer] = []
+
+    async def start(**overrides: Any) -> SSSNServer:
+        settings: dict[str, Any] = {"store": store_dir, "host": "127.0.0.1", "port": 0}
+        settings.update(overrides)
+        server = SSSNServer(ServerConfig(**settings))
+        await server.start()
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        await server.stop(grace=0)
+
+
+@pytest.fixture
+async def server(start_server: ServerFactory) -> SSSNServer:
+    return await start_server()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def channel(server: SSSNServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(server.address) as connection:
+        yield connection
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> pb_grpc.StoreServiceStub:
+    return pb_grpc.StoreServiceStub(channel)
+
+
+@pytest.fixture
+async def make_channel(stub: pb_grpc.StoreServiceStub) -> Callable[..., Any]:
+    """Creates a channel on the test server and returns its name."""
+
+    async def create(name: str = "events", **fields: Any) -> str:
+        await stub.CreateChannel(
+            pb.CreateChannelRequest(channel=channel_pb2.Channel(name=name, **fields)),
+            timeout=DEADLINE,
+        )
+        return name
+
+    return create
