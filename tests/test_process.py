@@ -1,0 +1,171 @@
+"""The server as a process: command line, signals, restarts and crash durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pytest
+
+from sssn_proto.v1 import channel_pb2, snapshot_pb2
+from sssn_proto.v1 import store_service_pb2 as pb
+from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
+
+from .helpers import DEADLINE, event, value
+from .server_process import ServerProcess
+
+
+@pytest.fixture
+def running(tmp_path: Path):
+    started: list[ServerProcess] = []
+
+    def start(*extra: str, port: int = 0) -> ServerProcess:
+        server = ServerProcess(tmp_path / "store", *extra, port=port)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+def connect(server: ServerProcess) -> tuple[grpc.Channel, pb_grpc.StoreServiceStub]:
+    connection = grpc.insecure_channel(server.address)
+    return connection, pb_grpc.StoreServiceStub(connection)
+
+
+ENTRY_POINTS = {
+    "module": [sys.executable, "-m", "sssn_server"],
+    "script": [str(Path(sys.executable).parent / "sssn-server")],
+}
+
+
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
+def test_help_documents_every_flag_and_its_variable(entry_point) -> None:
+    result = subprocess.run(
+        [*ENTRY_POINTS[entry_point], "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    for flag in ["--store", "--host", "--port", "--read-only", "--durability", "--grace"]:
+        assert flag in result.stdout
+    for variable in ["SSSN_STORE", "SSSN_HOST", "SSSN_PORT", "SSSN_DURABILITY"]:
+        assert variable in result.stdout
+
+
+def test_settings_come_from_the_environment(tmp_path: Path) -> None:
+    store = tmp_path / "from-env"
+    server = subprocess.Popen(
+        [*ENTRY_POINTS["module"]],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SSSN_STORE": str(store), "SSSN_PORT": "0"},
+    )
+    try:
+        assert server.stdout is not None
+        assert f"(store {store})" in server.stdout.readline()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+    assert server.returncode == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_prints_its_address_and_exits_0_on_a_signal(running, signum) -> None:
+    server = running()
+    assert server.address.startswith("127.0.0.1:") and server.port > 0
+    connection, stub = connect(server)
+    with connection:
+        stub.CreateChannel(pb.CreateChannelRequest(channel=channel_pb2.Channel(name="x")))
+    status, out, _ = server.stop(signum)
+    assert status == 0
+    assert "stopped" in out
+    assert (server.store / "sssn.sqlite").is_file()
+    assert (server.store / "artifacts").is_dir()
+
+
+def test_restart_on_the_same_store_keeps_everything_and_never_reuses_cursors(running) -> None:
+    first = running()
+    connection, stub = connect(first)
+    with connection:
+        stub.CreateChannel(pb.CreateChannelRequest(channel=channel_pb2.Channel(name="events")))
+        stored = list(
+            stub.AppendEvents(
+                pb.AppendEventsRequest(events=[event("events", index) for index in range(5)])
+            ).events
+        )
+        stub.CreateSubscription(
+            pb.CreateSubscriptionRequest(channel="events", subscription_id="w", batch_size=3)
+        )
+        pulled = [
+            e
+            for m in stub.PullSubscription(pb.PullSubscriptionRequest(subscription_id="w"))
+            for e in m.events
+        ]
+        artifact = stub.WriteArtifact(pb.WriteArtifactRequest(data=b"\x00payload\xff")).artifact
+        stub.PutSnapshot(
+            pb.PutSnapshotRequest(snapshot=snapshot_pb2.Snapshot(name="latest", value=value(7)))
+        )
+    assert first.stop()[0] == 0
+    # Delete the newest event behind the server's back: its cursor must
+    # still never be handed out again.
+    with sqlite3.connect(first.store / "sssn.sqlite") as db:
+        db.execute("DELETE FROM events WHERE cursor = ?", (stored[-1].cursor,))
+    db.close()
+
+    second = running(port=first.port)
+    connection, stub = connect(second)
+    with connection:
+        assert stub.GetChannel(pb.GetChannelRequest(name="events")).channel.name == "events"
+        assert stub.GetEvent(pb.GetEventRequest(id=stored[0].id)).event == stored[0]
+        subscription = stub.GetSubscription(pb.GetSubscriptionRequest(subscription_id="w"))
+        assert subscription.subscription.cursor == pulled[-1].cursor == stored[2].cursor
+        rest = [
+            e.id
+            for m in stub.PullSubscription(pb.PullSubscriptionRequest(subscription_id="w"))
+            for e in m.events
+        ]
+        assert rest == [stored[3].id]
+        data = b"".join(m.data for m in stub.ReadArtifact(pb.ReadArtifactRequest(id=artifact.id)))
+        assert data == b"\x00payload\xff"
+        snapshot = stub.GetSnapshot(pb.GetSnapshotRequest(name="latest")).snapshot
+        assert snapshot.value.number_value == 7
+        later = stub.AppendEvent(pb.AppendEventRequest(event=event("events", 99))).event
+        assert later.cursor > stored[-1].cursor
+    assert second.stop()[0] == 0
+
+
+def test_acknowledged_appends_survive_kill_9(running) -> None:
+    server = running()
+    connection, stub = connect(server)
+    with connection:
+        stub.CreateChannel(pb.CreateChannelRequest(channel=channel_pb2.Channel(name="events")))
+
+        def append(index: int) -> str:
+            request = pb.AppendEventRequest(event=event("events", index))
+            return stub.AppendEvent(request, timeout=DEADLINE).event.id
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            acknowledged = list(pool.map(append, range(200)))
+    server.process.kill()  # SIGKILL: no shutdown code runs
+    server.process.communicate(timeout=30)
+
+    restarted = running(port=server.port)
+    connection, stub = connect(restarted)
+    with connection:
+        found: list[str] = []
+        after = 0
+        while page := list(
+            stub.QueryEvents(
+                pb.QueryEventsRequest(channel="events", after_cursor=after, limit=1000)
+            ).events
+        ):
+            found.extend(e.id for e in page)
+            after = page[-1].cursor
+    assert set(acknowledged) <= set(found)
+    assert len(found) == len(set(found)) == 200

@@ -1,0 +1,134 @@
+"""Storage behaviours, run against every Store implementation (SQLite today)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from sssn_server.domain.errors import (
+    ChannelNotFoundError,
+    EventNotFoundError,
+    StoreClosedError,
+    StoreReadOnlyError,
+)
+from sssn_server.domain.models import Channel, Event
+from sssn_server.store import SQLiteStore, Store
+from sssn_server.store._schema import SCHEMA_VERSION
+
+StoreFactory = Callable[..., Store]
+
+BACKENDS: dict[str, StoreFactory] = {
+    "sqlite": lambda root, **options: SQLiteStore(root, **options),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def make_store(request, tmp_path: Path) -> StoreFactory:
+    factory = BACKENDS[request.param]
+    return lambda **options: factory(tmp_path / "store", **options)
+
+
+@pytest.fixture
+async def store(make_store) -> AsyncIterator[Store]:
+    async with make_store() as opened:
+        await opened.create_channel(Channel(name="events"))
+        yield opened
+
+
+def new_event(index: int, **fields) -> Event:
+    return Event(id=f"e{index}", channel="events", timestamp_ns=index + 1, payload=index, **fields)
+
+
+async def test_concurrent_writes_are_grouped_but_fail_alone(store: Store) -> None:
+    good = [store.append_events([new_event(index)]) for index in range(40)]
+    bad = store.append_events([new_event(99, parent_ids=("missing",))])
+    results = await asyncio.gather(*good, bad, return_exceptions=True)
+    assert isinstance(results[-1], EventNotFoundError)
+    stored = [batch[0] for batch in results[:-1]]  # type: ignore[index]
+    cursors = [event.cursor for event in stored]
+    assert len(set(cursors)) == 40
+    queried = await store.query_events("events", after_cursor=0, limit=100, kind=None)
+    assert sorted(event.id for event in queried) == sorted(f"e{index}" for index in range(40))
+
+
+async def test_a_failed_batch_leaves_no_trace(store: Store) -> None:
+    with pytest.raises(ChannelNotFoundError):
+        await store.append_events([new_event(1), Event(id="x", channel="ghost", timestamp_ns=1)])
+    assert await store.query_events("events", after_cursor=0, limit=10, kind=None) == []
+    assert await store.head_cursor() == 0
+
+
+async def test_head_cursor_tracks_the_newest_event(store: Store) -> None:
+    stored = await store.append_events([new_event(1), new_event(2)])
+    assert await store.head_cursor() == stored[-1].cursor
+
+
+async def test_schema_version_is_recorded_and_reopening_keeps_data(make_store) -> None:
+    async with make_store() as store:
+        await store.create_channel(Channel(name="kept"))
+    async with make_store() as store:
+        assert (await store.get_channel("kept")).name == "kept"
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.database_path) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.close()
+
+
+async def test_a_store_from_a_newer_server_is_refused(make_store) -> None:
+    async with make_store() as store:
+        pass
+    assert isinstance(store, SQLiteStore)
+    with sqlite3.connect(store.database_path) as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        await make_store().open()
+
+
+async def test_read_only_store_refuses_writes(make_store) -> None:
+    async with make_store() as store:
+        await store.create_channel(Channel(name="events"))
+    async with make_store(read_only=True) as store:
+        assert (await store.get_channel("events")).name == "events"
+        with pytest.raises(StoreReadOnlyError):
+            await store.append_events([new_event(1)])
+        with pytest.raises(StoreReadOnlyError):
+            await store.begin_artifact()
+
+
+async def test_calls_after_close_raise_store_closed(make_store) -> None:
+    store = make_store()
+    await store.open()
+    await store.close()
+    await store.close()  # closing twice is harmless
+    with pytest.raises(StoreClosedError):
+        await store.get_channel("events")
+    with pytest.raises(StoreClosedError):
+        await store.create_channel(Channel(name="late"))
+
+
+async def test_half_written_uploads_are_removed_on_open(make_store) -> None:
+    async with make_store() as store:
+        pass
+    if not isinstance(store, SQLiteStore):
+        pytest.skip("staging folder is specific to the SQLite store")
+    # What a process killed in the middle of an upload leaves behind:
+    leftover = store.root / "artifacts" / ".staging" / "killed.part"
+    leftover.write_bytes(b"partial")
+    async with make_store():
+        assert not leftover.exists()
+
+
+async def test_discarded_uploads_leave_nothing(make_store) -> None:
+    async with make_store() as store:
+        upload = await store.begin_artifact()
+        await upload.write(b"partial")
+        await upload.discard()
+        await upload.discard()  # twice is harmless
+        if isinstance(store, SQLiteStore):
+            assert list((store.root / "artifacts" / ".staging").iterdir()) == []
