@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,22 @@ from sssn_server.config import ServerConfig
 from .helpers import DEADLINE
 
 ServerFactory = Callable[..., Any]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_store_threads() -> Iterator[None]:
+    """Fails a test that leaves a SQLite connection open: its thread would
+    keep the test process (and CI) alive after the last test."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [
+        thread
+        for thread in set(threading.enumerate()) - before
+        if "_connection_worker_thread" in thread.name and thread.is_alive()
+    ]
+    for thread in leaked:
+        thread.join(timeout=5)
+    assert not [thread for thread in leaked if thread.is_alive()], "SQLite connection left open"
 
 
 @pytest.fixture

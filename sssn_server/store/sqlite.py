@@ -99,6 +99,16 @@ class SQLiteStore(Store):
     # Lifecycle
 
     async def open(self) -> None:
+        try:
+            await self._open()
+        except BaseException:
+            # Close what was opened: aiosqlite threads would keep the
+            # process alive after a failed start.
+            await self._close_connections()
+            raise
+        self._closed = False
+
+    async def _open(self) -> None:
         if self.read_only:
             if not self.database_path.is_file():
                 raise FileNotFoundError(f"no store at {self.root} to open read-only")
@@ -115,12 +125,14 @@ class SQLiteStore(Store):
             self._readers.append(reader)
         self._next_reader = itertools.cycle(self._readers)
         await self._check_schema()
-        self._closed = False
 
     async def close(self) -> None:
         if self._closed and self._writer is None and not self._readers:
             return
         self._closed = True
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
         if self._writer_task is not None:
             self._queue.put_nowait(None)
             await self._writer_task
