@@ -1,0 +1,318 @@
+"""What each client method sends and how it reads the answer, shared by both clients."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import IO, Any, Generic, TypeVar
+
+from sssn_proto.v1 import store_service_pb2 as pb
+
+from . import _convert as convert
+from ._config import UPLOAD_CHUNK, UPLOAD_THRESHOLD
+from ._errors import ArtifactIntegrityError, invalid
+from ._models import DEFAULT_MEDIA_TYPE, Artifact, Channel, Event, Snapshot, Subscription, coerce
+
+T = TypeVar("T")
+
+ArtifactData = bytes | bytearray | memoryview | str | IO[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Generic[T]):
+    """One unary call: the stub method, its request, and how to read its response."""
+
+    method: str
+    request: Any
+    parse: Callable[[Any], T]
+    """Turns the response message into the value the client method returns."""
+
+
+# Channels
+
+
+def create_channel(channel: Channel | Mapping[str, Any]) -> Unary[Channel]:
+    request = pb.CreateChannelRequest(channel=convert.channel_to_proto(coerce(Channel, channel)))
+    return Unary("CreateChannel", request, lambda r: convert.channel_from_proto(r.channel))
+
+
+def get_channel(name: str) -> Unary[Channel]:
+    with convert.encoding("name"):
+        request = pb.GetChannelRequest(name=name)
+    return Unary("GetChannel", request, lambda r: convert.channel_from_proto(r.channel))
+
+
+def list_channels_page(page_token: str) -> Unary[tuple[list[Channel], str]]:
+    """One page of `ListChannels` (the server's largest); the client follows the tokens."""
+    request = pb.ListChannelsRequest(page_size=1000, page_token=page_token)
+    return Unary(
+        "ListChannels",
+        request,
+        lambda r: ([convert.channel_from_proto(c) for c in r.channels], r.next_page_token),
+    )
+
+
+# Events
+
+
+def append_event(event: Event | Mapping[str, Any]) -> Unary[Event]:
+    request = pb.AppendEventRequest(event=convert.event_to_proto(coerce(Event, event)))
+    return Unary("AppendEvent", request, lambda r: convert.event_from_proto(r.event))
+
+
+def append_events(events: Iterable[Event | Mapping[str, Any]]) -> Unary[list[Event]]:
+    if isinstance(events, (str, bytes, Mapping, Event)):
+        raise invalid("events", "must be a list of events")
+    messages = [
+        convert.event_to_proto(coerce(Event, event), f"events[{index}]")
+        for index, event in enumerate(events)
+    ]
+    return Unary(
+        "AppendEvents",
+        pb.AppendEventsRequest(events=messages),
+        lambda r: [convert.event_from_proto(e) for e in r.events],
+    )
+
+
+def get_event(event_id: str) -> Unary[Event]:
+    with convert.encoding("id"):
+        request = pb.GetEventRequest(id=event_id)
+    return Unary("GetEvent", request, lambda r: convert.event_from_proto(r.event))
+
+
+def query_events(
+    channel: str, *, after_cursor: int, limit: int, kind: str | None
+) -> Unary[list[Event]]:
+    with convert.encoding("query"):
+        request = pb.QueryEventsRequest(
+            channel=channel, after_cursor=after_cursor, limit=limit, kind=kind or ""
+        )
+    return Unary("QueryEvents", request, lambda r: [convert.event_from_proto(e) for e in r.events])
+
+
+# Subscriptions
+
+
+def create_subscription(
+    channel: str,
+    *,
+    subscription_id: str | None,
+    consumer: str | None,
+    batch_size: int,
+    filters: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+) -> Unary[Subscription]:
+    subscription_filter = convert.filter_to_proto(filters)
+    with convert.encoding("subscription"):
+        request = pb.CreateSubscriptionRequest(
+            channel=channel,
+            subscription_id=subscription_id or "",
+            consumer=consumer or "",
+            batch_size=batch_size,
+            filter=subscription_filter,
+            metadata=convert.to_struct(metadata, "metadata"),
+        )
+    return Unary(
+        "CreateSubscription",
+        request,
+        lambda r: convert.subscription_from_proto(r.subscription),
+    )
+
+
+def get_subscription(subscription_id: str) -> Unary[Subscription]:
+    with convert.encoding("subscription_id"):
+        request = pb.GetSubscriptionRequest(subscription_id=subscription_id)
+    return Unary(
+        "GetSubscription", request, lambda r: convert.subscription_from_proto(r.subscription)
+    )
+
+
+def pull_request(
+    subscription_id: str, *, limit: int | None, follow: bool
+) -> pb.PullSubscriptionRequest:
+    with convert.encoding("pull"):
+        request = pb.PullSubscriptionRequest(subscription_id=subscription_id, follow=follow)
+        if limit is not None:
+            request.limit = limit
+    return request
+
+
+def events_of(message: pb.PullSubscriptionResponse) -> list[Event]:
+    return [convert.event_from_proto(event) for event in message.events]
+
+
+# Artifacts
+
+
+class ArtifactWrite:
+    """One artifact write: picks the unary call or the streaming upload, hashes the
+    payload on the way out and checks the stored artifact against it."""
+
+    def __init__(
+        self,
+        data: ArtifactData,
+        *,
+        channel: str | None,
+        media_type: str,
+        metadata: Mapping[str, Any] | None,
+        event_ids: Iterable[str],
+    ) -> None:
+        if isinstance(data, str):  # the reference stores text as UTF-8
+            data = data.encode("utf-8")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            with convert.encoding("data"):  # a non-contiguous memoryview cannot be sent
+                self._buffer: memoryview | None = memoryview(data).cast("B")
+            self._file: IO[bytes] | None = None
+        elif callable(getattr(data, "read", None)):
+            self._buffer, self._file = None, data
+        else:
+            raise invalid("data", "must be bytes, text or a binary file object")
+        if isinstance(event_ids, str):
+            raise invalid("event_ids", "must be a list of event ids")
+        with convert.encoding("artifact"):
+            self._header = pb.UploadArtifactHeader(
+                channel=channel or "",
+                media_type=media_type or DEFAULT_MEDIA_TYPE,
+                metadata=convert.to_struct(metadata, "metadata"),
+                event_ids=list(event_ids),
+            )
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._offset = 0
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the payload goes through `UploadArtifact` (large or a file)."""
+        return self._buffer is None or len(self._buffer) > UPLOAD_THRESHOLD
+
+    def unary(self) -> Unary[Artifact]:
+        """The `WriteArtifact` call of a small in-memory payload."""
+        assert self._buffer is not None
+        data = self._buffer.tobytes()
+        self._hash.update(data)
+        self._size = len(data)
+        header = self._header
+        request = pb.WriteArtifactRequest(
+            data=data,
+            channel=header.channel,
+            media_type=header.media_type,
+            metadata=header.metadata,
+            event_ids=header.event_ids,
+        )
+        return Unary("WriteArtifact", request, lambda r: self.verify(r.artifact))
+
+    def header_request(self) -> pb.UploadArtifactRequest:
+        return pb.UploadArtifactRequest(header=self._header)
+
+    def next_chunk(self) -> pb.UploadArtifactRequest | None:
+        """The next data message of the upload, or None at the end (blocks on files)."""
+        if self._buffer is not None:
+            chunk = self._buffer[self._offset : self._offset + UPLOAD_CHUNK].tobytes()
+            self._offset += len(chunk)
+        else:
+            assert self._file is not None
+            chunk = self._file.read(UPLOAD_CHUNK)
+            if not isinstance(chunk, bytes):
+                raise invalid("data", "the file must be opened in binary mode")
+        if not chunk:
+            return None
+        self._hash.update(chunk)
+        self._size += len(chunk)
+        return pb.UploadArtifactRequest(data=chunk)
+
+    @property
+    def reads_a_file(self) -> bool:
+        return self._file is not None
+
+    def verify(self, message: Any) -> Artifact:
+        """The stored artifact, once its size and sha256 match what was sent."""
+        artifact = convert.artifact_from_proto(message)
+        digest = self._hash.hexdigest()
+        if artifact.size != self._size or artifact.sha256 != digest:
+            raise ArtifactIntegrityError(
+                f"artifact {artifact.id} was stored as {artifact.size} bytes with sha256 "
+                f"{artifact.sha256}, but {self._size} bytes with sha256 {digest} were sent",
+                resource={"artifact_id": artifact.id},
+            )
+        return artifact
+
+
+def get_artifact(artifact_id: str) -> Unary[Artifact]:
+    with convert.encoding("id"):
+        request = pb.GetArtifactRequest(id=artifact_id)
+    return Unary("GetArtifact", request, lambda r: convert.artifact_from_proto(r.artifact))
+
+
+def read_artifact_request(artifact_id: str) -> pb.ReadArtifactRequest:
+    with convert.encoding("id"):
+        return pb.ReadArtifactRequest(id=artifact_id)
+
+
+class ArtifactRead:
+    """Reassembles a `ReadArtifact` stream and checks it against the metadata it starts with."""
+
+    def __init__(self, artifact_id: str) -> None:
+        self._artifact_id = artifact_id
+        self._artifact: Artifact | None = None
+        self._chunks: list[bytes] = []
+        self._hash = hashlib.sha256()
+
+    def add(self, message: pb.ReadArtifactResponse) -> None:
+        if self._artifact is None and message.HasField("artifact"):
+            self._artifact = convert.artifact_from_proto(message.artifact)
+        self._chunks.append(message.data)
+        self._hash.update(message.data)
+
+    def result(self) -> bytes:
+        data = b"".join(self._chunks)
+        artifact = self._artifact
+        if artifact is None:
+            raise ArtifactIntegrityError(
+                f"the stream of artifact {self._artifact_id} carried no metadata",
+                resource={"artifact_id": self._artifact_id},
+            )
+        digest = self._hash.hexdigest()
+        if len(data) != artifact.size or digest != artifact.sha256:
+            raise ArtifactIntegrityError(
+                f"artifact {artifact.id} should be {artifact.size} bytes with sha256 "
+                f"{artifact.sha256}, but {len(data)} bytes with sha256 {digest} arrived",
+                resource={"artifact_id": artifact.id},
+            )
+        return data
+
+
+# Snapshots
+
+
+def put_snapshot(
+    name: str,
+    value: Any,
+    *,
+    channel: str | None,
+    timestamp: float | None,
+    schema: str | None,
+    source_event_id: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> Unary[Snapshot]:
+    given: dict[str, Any] = {
+        "channel": channel,
+        "timestamp": timestamp,
+        "schema": schema,
+        "source_event_id": source_event_id,
+        "metadata": metadata,
+    }
+    overrides = {key: item for key, item in given.items() if item is not None}
+    if isinstance(value, Snapshot) or callable(getattr(value, "model_dump", None)):
+        # A whole snapshot object: its fields, under `name`, with explicit arguments winning.
+        snapshot = replace(coerce(Snapshot, value), name=name, **overrides)
+    else:
+        snapshot = Snapshot(name=name, value=value, **overrides)
+    request = pb.PutSnapshotRequest(snapshot=convert.snapshot_to_proto(snapshot))
+    return Unary("PutSnapshot", request, lambda r: convert.snapshot_from_proto(r.snapshot))
+
+
+def get_snapshot(name: str) -> Unary[Snapshot]:
+    with convert.encoding("name"):
+        request = pb.GetSnapshotRequest(name=name)
+    return Unary("GetSnapshot", request, lambda r: convert.snapshot_from_proto(r.snapshot))

@@ -1,0 +1,279 @@
+"""Client errors: one class per server reason, built from a failed call by one table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+class SSSNError(RuntimeError):
+    """Base of every error this package raises (the reference's base class name)."""
+
+
+class ClientClosedError(SSSNError):
+    """A call was made on a client (or stream) after it was closed."""
+
+
+class SSSNClientError(SSSNError):
+    """A call failed: the server (or the transport) returned a non-OK status.
+
+    Attributes:
+        status_code: the `grpc.StatusCode` of the failed call.
+        error_type: the stable reason the server put in its `google.rpc.ErrorInfo`
+            (for example `"CHANNEL_NOT_FOUND"`); when the status carries no
+            ErrorInfo (a transport failure, an expired deadline, a check made by
+            this client), the name of the status code or of the client check.
+        message: the human-readable message of the status.
+        detail: the decoded `google.rpc.Status` (with its `details`), or None
+            when the failure carried none.
+        resource: the ErrorInfo metadata: which resource was at fault, for
+            example `{"channel": "orders"}`.
+        field_violations: `(field, description)` pairs of a `google.rpc.BadRequest`.
+    """
+
+    default_status = grpc.StatusCode.UNKNOWN
+    default_error_type = "UNKNOWN"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: grpc.StatusCode | None = None,
+        error_type: str | None = None,
+        detail: status_pb2.Status | None = None,
+        resource: Mapping[str, str] | None = None,
+        field_violations: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.status_code: grpc.StatusCode = status_code or self.default_status
+        self.error_type: str = error_type or self.default_error_type
+        self.message = message
+        self.detail = detail
+        self.resource: dict[str, str] = dict(resource or {})
+        self.field_violations = field_violations
+        super().__init__(f"{self.error_type}: {message}" if message else self.error_type)
+
+
+class NotFoundError(SSSNClientError):
+    """NOT_FOUND: a named resource does not exist."""
+
+    default_status = grpc.StatusCode.NOT_FOUND
+    default_error_type = "NOT_FOUND"
+
+
+class ChannelNotFoundError(NotFoundError):
+    """The channel does not exist."""
+
+    default_error_type = "CHANNEL_NOT_FOUND"
+
+
+class EventNotFoundError(NotFoundError):
+    """The event, or an event a `parent_ids`/`event_ids`/`source_event_id` link names,
+    does not exist."""
+
+    default_error_type = "EVENT_NOT_FOUND"
+
+
+class SubscriptionNotFoundError(NotFoundError):
+    """The subscription does not exist."""
+
+    default_error_type = "SUBSCRIPTION_NOT_FOUND"
+
+
+class ArtifactNotFoundError(NotFoundError):
+    """The artifact, or its stored payload, does not exist."""
+
+    default_error_type = "ARTIFACT_NOT_FOUND"
+
+
+class SnapshotNotFoundError(NotFoundError):
+    """The snapshot does not exist."""
+
+    default_error_type = "SNAPSHOT_NOT_FOUND"
+
+
+class AlreadyExistsError(SSSNClientError):
+    """ALREADY_EXISTS: the identity is taken by a conflicting resource."""
+
+    default_status = grpc.StatusCode.ALREADY_EXISTS
+    default_error_type = "ALREADY_EXISTS"
+
+
+class ChannelExistsError(AlreadyExistsError):
+    """A channel with that name already exists."""
+
+    default_error_type = "CHANNEL_EXISTS"
+
+
+class SubscriptionExistsError(AlreadyExistsError):
+    """The subscription id is already used for another channel."""
+
+    default_error_type = "SUBSCRIPTION_EXISTS"
+
+
+class EventExistsError(AlreadyExistsError):
+    """The event id is already used in another channel."""
+
+    default_error_type = "EVENT_EXISTS"
+
+
+class InvalidPayloadError(SSSNClientError):
+    """INVALID_ARGUMENT: a name, id, token, cursor, limit, JSON value or filter is malformed.
+
+    Also raised by the client itself, before any call, for input it cannot
+    encode (an unknown filter key, a value that is not JSON, an unknown form).
+    """
+
+    default_status = grpc.StatusCode.INVALID_ARGUMENT
+    default_error_type = "INVALID_PAYLOAD"
+
+
+class FailedPreconditionError(SSSNClientError):
+    """FAILED_PRECONDITION: the server is not in a state that allows the request."""
+
+    default_status = grpc.StatusCode.FAILED_PRECONDITION
+    default_error_type = "FAILED_PRECONDITION"
+
+
+class StoreReadOnlyError(FailedPreconditionError):
+    """The server serves its store read-only and refuses writes (pulls included)."""
+
+    default_error_type = "STORE_READ_ONLY"
+
+
+class ResourceExhaustedError(SSSNClientError):
+    """RESOURCE_EXHAUSTED: a request is too large or carries too many items."""
+
+    default_status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_error_type = "RESOURCE_EXHAUSTED"
+
+
+class ArtifactTooLargeError(ResourceExhaustedError):
+    """The artifact is larger than the server accepts."""
+
+    default_error_type = "ARTIFACT_TOO_LARGE"
+
+
+class TooManyItemsError(ResourceExhaustedError):
+    """The request carries more items than the server accepts in one call."""
+
+    default_error_type = "TOO_MANY_ITEMS"
+
+
+class UnavailableError(SSSNClientError):
+    """UNAVAILABLE: the server cannot be reached or is stopping; retrying later may work."""
+
+    default_status = grpc.StatusCode.UNAVAILABLE
+    default_error_type = "UNAVAILABLE"
+
+
+class ServerShuttingDownError(UnavailableError):
+    """The server is shutting down; reconnect (streams resume from their cursor)."""
+
+    default_error_type = "SHUTTING_DOWN"
+
+
+class DeadlineExceededError(SSSNClientError):
+    """DEADLINE_EXCEEDED: the call did not finish within its deadline."""
+
+    default_status = grpc.StatusCode.DEADLINE_EXCEEDED
+    default_error_type = "DEADLINE_EXCEEDED"
+
+
+class InternalError(SSSNClientError):
+    """INTERNAL: an unexpected server failure (the server logs the cause)."""
+
+    default_status = grpc.StatusCode.INTERNAL
+    default_error_type = "INTERNAL"
+
+
+class ArtifactIntegrityError(SSSNClientError):
+    """DATA_LOSS: the size or sha256 of an artifact's payload does not match its metadata."""
+
+    default_status = grpc.StatusCode.DATA_LOSS
+    default_error_type = "ARTIFACT_INTEGRITY"
+
+
+# The one table from a server's ErrorInfo reason to the class raised.
+_BY_REASON: dict[str, type[SSSNClientError]] = {
+    cls.default_error_type: cls
+    for cls in (
+        ChannelNotFoundError,
+        EventNotFoundError,
+        SubscriptionNotFoundError,
+        ArtifactNotFoundError,
+        SnapshotNotFoundError,
+        ChannelExistsError,
+        SubscriptionExistsError,
+        EventExistsError,
+        InvalidPayloadError,
+        StoreReadOnlyError,
+        ArtifactTooLargeError,
+        TooManyItemsError,
+        ServerShuttingDownError,
+        InternalError,
+    )
+}
+
+# Statuses without a known reason (transport failures, newer servers) fall back
+# to the class of their code, so `except NotFoundError` still catches them.
+_BY_STATUS: dict[grpc.StatusCode, type[SSSNClientError]] = {
+    cls.default_status: cls
+    for cls in (
+        NotFoundError,
+        AlreadyExistsError,
+        InvalidPayloadError,
+        FailedPreconditionError,
+        ResourceExhaustedError,
+        UnavailableError,
+        DeadlineExceededError,
+        InternalError,
+        ArtifactIntegrityError,
+    )
+}
+
+
+def error_from_rpc(error: grpc.RpcError) -> SSSNClientError:
+    """Builds the client error of a failed call (sync or asyncio) from its rich status."""
+    code: grpc.StatusCode = error.code()
+    details: str = error.details() or ""
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:  # a status whose code disagrees with the call's: keep the call's
+        status = None
+    reason = ""
+    resource: dict[str, str] = {}
+    violations: list[tuple[str, str]] = []
+    if status is not None:
+        for packed in status.details:
+            if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                packed.Unpack(info)
+                reason = info.reason
+                resource = dict(info.metadata)
+            elif packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad_request = error_details_pb2.BadRequest()
+                packed.Unpack(bad_request)
+                violations.extend(
+                    (violation.field, violation.description)
+                    for violation in bad_request.field_violations
+                )
+    error_class = _BY_REASON.get(reason) or _BY_STATUS.get(code, SSSNClientError)
+    return error_class(
+        status.message if status is not None and status.message else details,
+        status_code=code,
+        error_type=reason or code.name,
+        detail=status,
+        resource=resource,
+        field_violations=tuple(violations),
+    )
+
+
+def invalid(field: str, description: str, **extra: Any) -> InvalidPayloadError:
+    """A client-side INVALID_PAYLOAD for input that cannot be sent, naming the field."""
+    return InvalidPayloadError(
+        f"{field}: {description}", field_violations=((field, description),), **extra
+    )

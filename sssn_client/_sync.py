@@ -1,0 +1,458 @@
+"""The synchronous client, `SSSNClient`, and its following subscription stream."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
+
+from . import _calls as calls
+from ._config import (
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    CallMetadata,
+    ChannelOptions,
+    call_metadata,
+    channel_options,
+)
+from ._errors import ClientClosedError, error_from_rpc
+from ._models import Artifact, Channel, Event, Snapshot, Subscription
+from ._subscribe import Backoff, SubscribeOptions, should_reconnect
+
+T = TypeVar("T")
+
+
+class SSSNClient:
+    """Synchronous client of an SSSN gRPC server.
+
+    One client holds one gRPC channel (a pool of connections) and is safe to
+    share between threads. Close it, or use it as a context manager.
+
+    Args:
+        target: `host:port` of the server (any gRPC target string works).
+        timeout: deadline in seconds of every call except following
+            subscriptions; None waits forever. Raise it for very large artifacts.
+        credentials: `grpc.ssl_channel_credentials(...)` and the like for TLS;
+            None connects in plain text.
+        metadata: pairs (or a mapping) sent with every call, e.g. an auth token.
+        options: extra gRPC channel options; they override the client's defaults.
+
+    Every method raises `SSSNClientError` (a subclass named after the server's
+    reason, such as `ChannelNotFoundError`) when the call fails, and
+    `ClientClosedError` after `close()`.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: CallMetadata = None,
+        options: ChannelOptions = (),
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._metadata = call_metadata(metadata)
+        settings = channel_options(options)
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=settings)
+        else:
+            self._channel = grpc.secure_channel(target, credentials, options=settings)
+        self._stub = pb_grpc.StoreServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self._streams_lock = threading.Lock()  # streams open and close from any thread
+        self._closed = False
+
+    # Lifecycle
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Ends open streams and closes the channel; calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._streams_lock:
+            streams = list(self._streams)
+        for stream in streams:
+            stream.close()
+        self._channel.close()
+
+    def __enter__(self) -> SSSNClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # Channels
+
+    def create_channel(self, channel: Channel | Mapping[str, Any]) -> Channel:
+        """Creates a channel. Raises `ChannelExistsError` if the name is taken."""
+        return self._unary(calls.create_channel(channel))
+
+    def list_channels(self) -> list[Channel]:
+        """Returns every channel, ordered by name (following the server's pages)."""
+        channels: list[Channel] = []
+        token = ""
+        while True:
+            page, token = self._unary(calls.list_channels_page(token))
+            channels.extend(page)
+            if not token:
+                return channels
+
+    def get_channel(self, name: str) -> Channel:
+        """Returns one channel. Raises `ChannelNotFoundError`."""
+        return self._unary(calls.get_channel(name))
+
+    # Events
+
+    def append_event(self, event: Event | Mapping[str, Any]) -> Event:
+        """Appends one event and returns it with `id`, `cursor` and `timestamp` set.
+
+        Appending an id that exists in the same channel returns the stored event,
+        so an append with an explicit id is safe to retry. Raises
+        `ChannelNotFoundError`, `EventNotFoundError` (a missing parent),
+        `EventExistsError` (the id is used in another channel), `InvalidPayloadError`.
+        """
+        return self._unary(calls.append_event(event))
+
+    def append_events(self, events: Iterable[Event | Mapping[str, Any]]) -> list[Event]:
+        """Appends several events atomically (all or none); errors as `append_event`,
+        plus `TooManyItemsError` above the server's batch limit."""
+        return self._unary(calls.append_events(events))
+
+    def get_event(self, event_id: str) -> Event:
+        """Returns one event by id. Raises `EventNotFoundError`."""
+        return self._unary(calls.get_event(event_id))
+
+    def query_events(
+        self,
+        channel: str,
+        *,
+        after_cursor: int = 0,
+        limit: int = 100,
+        kind: str | None = None,
+    ) -> list[Event]:
+        """Returns up to `limit` events of `channel` with a cursor above `after_cursor`,
+        in cursor order, optionally only of one `kind`. Raises `ChannelNotFoundError`."""
+        return self._unary(
+            calls.query_events(channel, after_cursor=after_cursor, limit=limit, kind=kind)
+        )
+
+    # Subscriptions
+
+    def create_subscription(
+        self,
+        channel: str,
+        *,
+        subscription_id: str | None = None,
+        consumer: str | None = None,
+        batch_size: int = 100,
+        filters: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Subscription:
+        """Creates a subscription at the start of `channel`, or returns the existing one
+        with the same id and channel. `filters` accepts only `{"kind": ...}`; any
+        other key raises `InvalidPayloadError` before a call is made. Raises
+        `ChannelNotFoundError`, `SubscriptionExistsError` (id used for another channel)."""
+        return self._unary(
+            calls.create_subscription(
+                channel,
+                subscription_id=subscription_id,
+                consumer=consumer,
+                batch_size=batch_size,
+                filters=filters,
+                metadata=metadata,
+            )
+        )
+
+    def get_subscription(self, subscription_id: str) -> Subscription:
+        """Returns a subscription with its cursor. Raises `SubscriptionNotFoundError`."""
+        return self._unary(calls.get_subscription(subscription_id))
+
+    def pull_subscription(self, subscription_id: str, *, limit: int | None = None) -> list[Event]:
+        """Delivers one batch: up to `limit` (default: the batch size) pending events,
+        moving the subscription's cursor past them. Raises `SubscriptionNotFoundError`."""
+        self._check_open()
+        request = calls.pull_request(subscription_id, limit=limit, follow=False)
+        events: list[Event] = []
+        try:
+            for message in self._stub.PullSubscription(
+                request, timeout=self.timeout, metadata=self._metadata
+            ):
+                events.extend(calls.events_of(message))
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        return events
+
+    def subscribe(
+        self,
+        subscription_id: str,
+        *,
+        limit: int | None = None,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 30.0,
+        max_retries: int | None = None,
+    ) -> EventStream:
+        """Follows a subscription: an iterator over its pending events, then over each
+        new event as soon as it is committed, until closed.
+
+        It survives server restarts and dropped connections: on UNAVAILABLE it
+        reconnects after an exponential backoff with full jitter (at most
+        `max_backoff` seconds) and resumes from the subscription's persisted
+        cursor, so an uninterrupted reader sees every event once, in order.
+        Other errors (`SubscriptionNotFoundError`, ...) are raised from the
+        iteration; so is the last error after `max_retries` failed attempts.
+
+        As with `pull_subscription`, the server moves the cursor when it sends
+        events, not when you process them: events already sent but not yet
+        iterated when you stop (the rest of a message, messages in flight) are
+        not delivered again. Keep your own checkpoint (see
+        examples/channel_processor.py) when every event must be processed.
+
+        Close the stream (`with client.subscribe(...) as stream:`), or let it
+        be collected after `break`; closing the client closes it too.
+        """
+        self._check_open()
+        options = SubscribeOptions(
+            subscription_id=subscription_id,
+            limit=limit,
+            initial_backoff=initial_backoff,
+            max_backoff=max_backoff,
+            max_retries=max_retries,
+        )
+        options.request()  # reports unusable arguments now, not at the first read
+        stream = EventStream(self, options)
+        with self._streams_lock:
+            self._streams.add(stream)
+        return stream
+
+    # Artifacts
+
+    def write_artifact(
+        self,
+        data: calls.ArtifactData,
+        *,
+        channel: str | None = None,
+        media_type: str = "application/octet-stream",
+        metadata: Mapping[str, Any] | None = None,
+        event_ids: Iterable[str] = (),
+    ) -> Artifact:
+        """Stores a payload (bytes, text stored as UTF-8, or a binary file object) and
+        returns its metadata, after checking the stored size and sha256.
+
+        Payloads above 2 MiB and files are streamed in 1 MiB chunks. Raises
+        `ChannelNotFoundError`, `EventNotFoundError`, `ArtifactTooLargeError`,
+        `ArtifactIntegrityError`.
+        """
+        write = calls.ArtifactWrite(
+            data, channel=channel, media_type=media_type, metadata=metadata, event_ids=event_ids
+        )
+        if not write.streaming:
+            return self._unary(write.unary())
+        self._check_open()
+
+        def requests() -> Iterator[Any]:
+            yield write.header_request()
+            while (chunk := write.next_chunk()) is not None:
+                yield chunk
+
+        try:
+            response = self._stub.UploadArtifact(
+                requests(), timeout=self.timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        return write.verify(response.artifact)
+
+    def get_artifact(self, artifact_id: str) -> Artifact:
+        """Returns an artifact's metadata. Raises `ArtifactNotFoundError`."""
+        return self._unary(calls.get_artifact(artifact_id))
+
+    def read_artifact(self, artifact_id: str) -> bytes:
+        """Returns an artifact's payload, checked against its size and sha256.
+        Raises `ArtifactNotFoundError`, `ArtifactIntegrityError`."""
+        self._check_open()
+        read = calls.ArtifactRead(artifact_id)
+        request = calls.read_artifact_request(artifact_id)
+        try:
+            for message in self._stub.ReadArtifact(
+                request, timeout=self.timeout, metadata=self._metadata
+            ):
+                read.add(message)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        return read.result()
+
+    # Snapshots
+
+    def put_snapshot(
+        self,
+        name: str,
+        value: Any = None,
+        *,
+        channel: str | None = None,
+        timestamp: float | None = None,
+        schema: str | None = None,
+        source_event_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Snapshot:
+        """Creates or replaces the snapshot `name` holding `value` (any JSON value, or a
+        `Snapshot` whose fields are used). Raises `ChannelNotFoundError`,
+        `EventNotFoundError` (a missing source event)."""
+        return self._unary(
+            calls.put_snapshot(
+                name,
+                value,
+                channel=channel,
+                timestamp=timestamp,
+                schema=schema,
+                source_event_id=source_event_id,
+                metadata=metadata,
+            )
+        )
+
+    def get_snapshot(self, name: str) -> Snapshot:
+        """Returns a snapshot. Raises `SnapshotNotFoundError`."""
+        return self._unary(calls.get_snapshot(name))
+
+    # Plumbing
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("The client is closed.")
+
+    def _error(self, exc: grpc.RpcError) -> Exception:
+        if self._closed and exc.code() == grpc.StatusCode.CANCELLED:
+            return ClientClosedError("The client was closed during the call.")
+        return error_from_rpc(exc)
+
+    def _unary(self, call: calls.Unary[T]) -> T:
+        self._check_open()
+        method = getattr(self._stub, call.method)
+        try:
+            response = method(call.request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        return call.parse(response)
+
+    def _open_stream(self, options: SubscribeOptions) -> Any:
+        self._check_open()
+        return self._stub.PullSubscription(options.request(), metadata=self._metadata)
+
+
+class EventStream:
+    """The iterator `SSSNClient.subscribe()` returns: one `Event` at a time, reconnecting
+    as needed. A context manager; `close()` may be called from any thread."""
+
+    def __init__(self, client: SSSNClient, options: SubscribeOptions) -> None:
+        self._client = client
+        self._options = options
+        self._backoff = Backoff(options)
+        self._pending: deque[Event] = deque()
+        self._call: Any = None
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    @property
+    def subscription_id(self) -> str:
+        return self._options.subscription_id
+
+    @property
+    def closed(self) -> bool:
+        return self._stopped.is_set()
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> Event:
+        while not self._pending:
+            if self._stopped.is_set():
+                raise StopIteration
+            call = self._current_call()
+            if call is None:
+                raise StopIteration
+            try:
+                message = next(call)
+            except StopIteration:  # the server ended the stream: open another one
+                self._drop(call)
+                self._wait_before_retry(None)
+                continue
+            except grpc.RpcError as exc:
+                self._drop(call)
+                if self._stopped.is_set():
+                    raise StopIteration from None
+                if not should_reconnect(exc):
+                    self.close()
+                    raise error_from_rpc(exc) from None
+                self._wait_before_retry(exc)
+                continue
+            self._backoff.received()
+            self._pending.extend(calls.events_of(message))
+        return self._pending.popleft()
+
+    def close(self) -> None:
+        """Cancels the stream; iteration stops. Safe to call more than once."""
+        with self._lock:
+            self._stopped.set()
+            call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A `for` loop left with `break` drops the stream: end the server stream too.
+        call = getattr(self, "_call", None)
+        if call is not None:
+            with contextlib.suppress(Exception):  # the channel may be gone at exit
+                call.cancel()
+
+    def _current_call(self) -> Any:
+        with self._lock:
+            if self._stopped.is_set():
+                return None
+            if self._call is None:
+                self._call = self._client._open_stream(self._options)
+                self._backoff.opened()
+            return self._call
+
+    def _drop(self, call: Any) -> None:
+        with self._lock:
+            if self._call is call:
+                self._call = None
+
+    def _wait_before_retry(self, error: grpc.RpcError | None) -> None:
+        delay = self._backoff.next_delay()
+        if delay is None:
+            self.close()
+            if error is None:
+                raise StopIteration
+            raise error_from_rpc(error) from None
+        # Waiting on the event lets close() from another thread end the wait at once.
+        self._stopped.wait(delay)

@@ -1,0 +1,513 @@
+"""The `sssn` command line: every command of the reference CLI, over gRPC, plus serve and tail."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ._config import DEFAULT_TARGET, DEFAULT_TIMEOUT
+from ._errors import (
+    AlreadyExistsError,
+    ArtifactIntegrityError,
+    ChannelNotFoundError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InvalidPayloadError,
+    NotFoundError,
+    ResourceExhaustedError,
+    SSSNClientError,
+    SSSNError,
+    SubscriptionNotFoundError,
+    UnavailableError,
+)
+from ._models import Artifact, Channel, Event, Snapshot, Subscription
+from ._subscribe import Backoff, SubscribeOptions
+from ._sync import SSSNClient
+
+# Exit status of each error class: part of the CLI's contract, never renumbered.
+# 2 is argparse's status for a bad command line.
+EXIT_CODES: tuple[tuple[type[SSSNError], int, str], ...] = (
+    (NotFoundError, 3, "NOT_FOUND: *_NOT_FOUND"),
+    (AlreadyExistsError, 4, "ALREADY_EXISTS: CHANNEL_EXISTS, SUBSCRIPTION_EXISTS, EVENT_EXISTS"),
+    (InvalidPayloadError, 5, "INVALID_ARGUMENT: INVALID_PAYLOAD"),
+    (FailedPreconditionError, 6, "FAILED_PRECONDITION: STORE_READ_ONLY"),
+    (ResourceExhaustedError, 7, "RESOURCE_EXHAUSTED: ARTIFACT_TOO_LARGE, TOO_MANY_ITEMS"),
+    (UnavailableError, 8, "UNAVAILABLE: server unreachable or SHUTTING_DOWN"),
+    (DeadlineExceededError, 9, "DEADLINE_EXCEEDED: no answer within --timeout"),
+    (ArtifactIntegrityError, 10, "DATA_LOSS: ARTIFACT_INTEGRITY (size or sha256 mismatch)"),
+)
+EXIT_OTHER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_EPILOG = "\n".join(
+    [
+        "exit status:",
+        "  0    success (also `tail` stopped with Ctrl-C)",
+        f"  {EXIT_OTHER_ERROR}    any other error (INTERNAL, UNKNOWN, ...)",
+        f"  {EXIT_USAGE}    bad command line or argument (argparse usage error)",
+        *(f"  {code:<4} {label}" for _, code, label in EXIT_CODES),
+        f"  {EXIT_INTERRUPTED}  interrupted with Ctrl-C",
+        "",
+        "Results are JSON on stdout: one object per line (lists are JSON Lines).",
+        "Errors are one line on stderr: `sssn: error: REASON: message` (REASON is the",
+        "server's ErrorInfo reason, a gRPC status name, or USAGE for a bad argument).",
+    ]
+)
+
+
+class _UsageError(Exception):
+    """An argument that parsed but cannot be used (reported like an argparse error)."""
+
+
+def exit_code(error: SSSNError) -> int:
+    """The stable exit status of an error, from `EXIT_CODES`."""
+    for error_class, code, _ in EXIT_CODES:
+        if isinstance(error, error_class):
+            return code
+    return EXIT_OTHER_ERROR
+
+
+# Argument types
+
+
+def _json_object(raw: str) -> dict[str, Any]:
+    value = _json_value(raw)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _json_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"must be valid JSON ({exc.msg})") from exc
+
+
+def _json_argument(raw: str, label: str) -> Any:
+    try:
+        return _json_value(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise _UsageError(f"{label} {exc}") from exc
+
+
+# Output
+
+
+def _emit(item: Channel | Event | Subscription | Artifact | Snapshot) -> None:
+    # Compact separators: the same bytes as the reference's `model_dump_json`.
+    print(json.dumps(item.to_dict(), ensure_ascii=False, separators=(",", ":")), flush=True)
+
+
+def _emit_all(items: Iterable[Channel | Event | Subscription | Artifact | Snapshot]) -> None:
+    for item in items:
+        _emit(item)
+
+
+# Commands
+
+
+def _channels(client: SSSNClient, args: argparse.Namespace) -> None:
+    _emit_all(client.list_channels())
+
+
+def _create_channel(client: SSSNClient, args: argparse.Namespace) -> None:
+    channel = Channel(
+        name=args.name,
+        schema=args.schema,
+        form=args.form,
+        description=args.description,
+        metadata=args.metadata or {},
+    )
+    _emit(client.create_channel(channel))
+
+
+def _get_channel(client: SSSNClient, args: argparse.Namespace) -> None:
+    _emit(client.get_channel(args.name))
+
+
+def _append(client: SSSNClient, args: argparse.Namespace) -> None:
+    event = Event(
+        id=args.id,
+        channel=args.channel,
+        timestamp=args.timestamp,
+        source=args.source,
+        kind=args.kind,
+        payload=_json_argument(args.payload, "event payload"),
+        schema=args.schema,
+        metadata=args.metadata or {},
+        correlation_id=args.correlation_id,
+        parent_ids=tuple(args.parent_ids or ()),
+    )
+    _emit(client.append_event(event))
+
+
+def _query_events(client: SSSNClient, args: argparse.Namespace) -> None:
+    _emit_all(
+        client.query_events(
+            args.channel, after_cursor=args.after_cursor, limit=args.limit, kind=args.kind
+        )
+    )
+
+
+def _get_event(client: SSSNClient, args: argparse.Namespace) -> None:
+    _emit(client.get_event(args.id))
+
+
+def _create_subscription(client: SSSNClient, args: argparse.Namespace) -> None:
+    subscription = client.create_subscription(
+        args.channel,
+        subscription_id=args.id,
+        consumer=args.consumer,
+        batch_size=args.batch_size,
+        filters={"kind": args.kind} if args.kind else None,
+        metadata=args.metadata,
+    )
+    _emit(subscription)
+
+
+def _get_subscription(client: SSSNClient, args: argparse.Namespace) -> None:
+    _emit(client.get_subscription(args.id))
+
+
+def _pull_subscription(client: SSSNClient, args: argparse.Namespace) -> None:
+    _emit_all(client.pull_subscription(args.id, limit=args.limit))
+
+
+def _write_artifact(client: SSSNClient, args: argparse.Namespace) -> None:
+    options: dict[str, Any] = {
+        "channel": args.channel,
+        "media_type": args.media_type,
+        "metadata": args.metadata,
+        "event_ids": tuple(args.event_ids or ()),
+    }
+    if (args.data is None) == (args.file is None):
+        raise _UsageError("give the artifact either as DATA or with --file, not both")
+    if args.file is not None:
+        try:
+            with open(args.file, "rb") as payload:
+                _emit(client.write_artifact(payload, **options))
+        except OSError as exc:
+            raise _UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+        return
+    if args.encoding == "base64":
+        try:
+            data = base64.b64decode(args.data.encode("ascii"), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise _UsageError("DATA is not valid base64") from exc
+    else:
+        data = args.data.encode("utf-8")
+    _emit(client.write_artifact(data, **options))
+
+
+def _get_artifact(client: SSSNClient, args: argparse.Namespace) -> None:
+    _emit(client.get_artifact(args.id))
+
+
+def _read_artifact(client: SSSNClient, args: argparse.Namespace) -> None:
+    data = client.read_artifact(args.id)
+    if args.encoding == "base64":
+        print(base64.b64encode(data).decode("ascii"), flush=True)
+        return
+    try:
+        print(data.decode("utf-8"), flush=True)
+    except UnicodeDecodeError as exc:
+        raise _UsageError("the payload is not UTF-8 text; use --encoding base64") from exc
+
+
+def _put_snapshot(client: SSSNClient, args: argparse.Namespace) -> None:
+    snapshot = client.put_snapshot(
+        args.name,
+        _json_argument(args.value, "snapshot value"),
+        channel=args.channel,
+        schema=args.schema,
+        source_event_id=args.source_event_id,
+        metadata=args.metadata,
+    )
+    _emit(snapshot)
+
+
+def _get_snapshot(client: SSSNClient, args: argparse.Namespace) -> None:
+    _emit(client.get_snapshot(args.name))
+
+
+def _tail(client: SSSNClient, args: argparse.Namespace) -> None:
+    if not args.channel:
+        try:
+            client.get_subscription(args.name)
+        except SubscriptionNotFoundError:
+            pass
+        else:
+            with client.subscribe(args.name, limit=args.limit) as stream:
+                _emit_all(stream)
+            return
+    try:
+        client.get_channel(args.name)
+    except ChannelNotFoundError as exc:
+        if args.channel:
+            raise
+        raise ChannelNotFoundError(
+            f"no subscription or channel named {args.name}", resource=exc.resource
+        ) from None
+    _follow_channel(client, args)
+
+
+def _follow_channel(client: SSSNClient, args: argparse.Namespace) -> None:
+    """Reads a channel without a subscription: pages through it, then polls for more.
+
+    Polling is the only way to follow a channel without moving anyone's cursor:
+    the server pushes new events only on subscription streams.
+    """
+    cursor = args.after_cursor
+    backoff = Backoff(SubscribeOptions(subscription_id=args.name))
+    while True:
+        try:
+            events = client.query_events(args.name, after_cursor=cursor, limit=1000, kind=args.kind)
+        except UnavailableError:
+            # The server restarts or is unreachable: keep following, like a subscription.
+            time.sleep(backoff.next_delay() or 0.0)
+            continue
+        backoff.received()
+        for event in events:
+            _emit(event)
+            cursor = event.cursor or cursor
+        if len(events) < 1000:
+            time.sleep(args.poll_interval)
+
+
+_HANDLERS: dict[str, Callable[[SSSNClient, argparse.Namespace], None]] = {
+    "channels": _channels,
+    "create-channel": _create_channel,
+    "get-channel": _get_channel,
+    "append": _append,
+    "query-events": _query_events,
+    "get-event": _get_event,
+    "create-subscription": _create_subscription,
+    "get-subscription": _get_subscription,
+    "pull-subscription": _pull_subscription,
+    "write-artifact": _write_artifact,
+    "get-artifact": _get_artifact,
+    "read-artifact": _read_artifact,
+    "put-snapshot": _put_snapshot,
+    "get-snapshot": _get_snapshot,
+    "tail": _tail,
+}
+
+
+# Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `sssn` argument parser (commands and flags named as in the reference CLI)."""
+    parser = argparse.ArgumentParser(
+        prog="sssn",
+        description=textwrap.fill(
+            "Talk to an SSSN gRPC server: channels, events, subscriptions, artifacts and "
+            "snapshots. Global options go before the command.",
+            79,
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--target",
+        default=os.environ.get("SSSN_TARGET", DEFAULT_TARGET),
+        help=f"server address host:port [SSSN_TARGET] (default: {DEFAULT_TARGET})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"deadline of each call in seconds (default: {DEFAULT_TIMEOUT:g})",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description or summary, 79),
+            epilog=_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    command("channels", "List channels (JSON Lines, ordered by name)")
+
+    create_channel = command("create-channel", "Create a channel")
+    create_channel.add_argument("name", help="channel name (a path segment)")
+    create_channel.add_argument("--schema", help="name of the schema its events follow")
+    create_channel.add_argument("--form", default="log", help="one of the 13 forms (default: log)")
+    create_channel.add_argument("--description", default="", help="text for people")
+    create_channel.add_argument("--metadata", type=_json_object, help="JSON object")
+
+    get_channel = command("get-channel", "Read one channel")
+    get_channel.add_argument("name")
+
+    append = command("append", "Append one JSON event to a channel")
+    append.add_argument("channel")
+    append.add_argument("payload", help='the payload as JSON, e.g. \'{"text": "hi"}\'')
+    append.add_argument("--kind", default="event", help="event type (default: event)")
+    append.add_argument("--source", help="name of the producer")
+    append.add_argument("--schema", help="name of the payload's schema")
+    append.add_argument("--timestamp", type=float, help="seconds since the epoch (default: now)")
+    append.add_argument("--metadata", type=_json_object, help="JSON object")
+    append.add_argument("--correlation-id", help="token grouping related events")
+    append.add_argument(
+        "--parent-id", dest="parent_ids", action="append", help="id of a parent event (repeatable)"
+    )
+    append.add_argument("--id", help="event id; makes the append safe to retry")
+
+    query_events = command("query-events", "Query a channel's events in cursor order (JSON Lines)")
+    query_events.add_argument("channel")
+    query_events.add_argument("--after-cursor", type=int, default=0, help="(default: 0)")
+    query_events.add_argument("--limit", type=int, default=100, help="(default: 100)")
+    query_events.add_argument("--kind", help="only events of this kind")
+
+    get_event = command("get-event", "Read one event by id")
+    get_event.add_argument("id")
+
+    create_subscription = command(
+        "create-subscription",
+        "Create or reuse a channel subscription",
+        "Create a subscription at the start of a channel, or print the existing one "
+        "with the same id and channel.",
+    )
+    create_subscription.add_argument("channel")
+    create_subscription.add_argument("--id", help="subscription id (default: minted by the server)")
+    create_subscription.add_argument("--consumer", help="token naming the consuming worker")
+    create_subscription.add_argument("--batch-size", type=int, default=100, help="(default: 100)")
+    create_subscription.add_argument("--kind", help="deliver only events of this kind")
+    create_subscription.add_argument("--metadata", type=_json_object, help="JSON object")
+
+    get_subscription = command("get-subscription", "Read a subscription and its cursor")
+    get_subscription.add_argument("id")
+
+    pull_subscription = command(
+        "pull-subscription",
+        "Pull one batch of pending events from a subscription (JSON Lines)",
+        "Pull one batch of pending events and move the subscription's cursor past them.",
+    )
+    pull_subscription.add_argument("id")
+    pull_subscription.add_argument("--limit", type=int, help="(default: the batch size)")
+
+    write_artifact = command(
+        "write-artifact",
+        "Write an artifact",
+        "Store a payload given as DATA or read from --file (streamed in 1 MiB chunks); "
+        "the stored sha256 is checked.",
+    )
+    write_artifact.add_argument("data", nargs="?", help="the payload (see --encoding)")
+    write_artifact.add_argument(
+        "--encoding", choices=("text", "base64"), default="text", help="of DATA (default: text)"
+    )
+    write_artifact.add_argument("--file", help="read the payload from this file instead")
+    write_artifact.add_argument("--channel", help="channel the artifact belongs to")
+    write_artifact.add_argument(
+        "--media-type", default="application/octet-stream", help="(default: %(default)s)"
+    )
+    write_artifact.add_argument("--metadata", type=_json_object, help="JSON object")
+    write_artifact.add_argument(
+        "--event-id", dest="event_ids", action="append", help="id of a linked event (repeatable)"
+    )
+
+    get_artifact = command("get-artifact", "Read an artifact's metadata")
+    get_artifact.add_argument("id")
+
+    read_artifact = command(
+        "read-artifact",
+        "Read an artifact's payload",
+        "Print an artifact's payload (sha256-checked).",
+    )
+    read_artifact.add_argument("id")
+    read_artifact.add_argument(
+        "--encoding", choices=("text", "base64"), default="text", help="(default: text)"
+    )
+
+    put_snapshot = command("put-snapshot", "Write (replace) a named snapshot")
+    put_snapshot.add_argument("name")
+    put_snapshot.add_argument("value", help="the state as JSON")
+    put_snapshot.add_argument("--channel", help="channel the state is derived from")
+    put_snapshot.add_argument("--schema", help="name of the value's schema")
+    put_snapshot.add_argument("--source-event-id", help="id of the event the state is up to")
+    put_snapshot.add_argument("--metadata", type=_json_object, help="JSON object")
+
+    get_snapshot = command("get-snapshot", "Read one snapshot")
+    get_snapshot.add_argument("name")
+
+    tail = command(
+        "tail",
+        "Follow a subscription or a channel live (JSON Lines) until Ctrl-C",
+        "Print events as they arrive, one JSON line each, until Ctrl-C. A subscription "
+        "is followed on a server stream that reconnects after restarts; it moves the "
+        "subscription's cursor, as pull-subscription does. A channel (when no "
+        "subscription has that name, or with --channel) is read from --after-cursor "
+        "and then polled, without moving any cursor.",
+    )
+    tail.add_argument("name", metavar="CHANNEL_OR_SUBSCRIPTION")
+    tail.add_argument(
+        "--channel",
+        action="store_true",
+        help="NAME is a channel, even if a subscription has the same name",
+    )
+    tail.add_argument("--limit", type=int, help="subscription: most events per stream message")
+    tail.add_argument(
+        "--after-cursor", type=int, default=0, help="channel: start after this cursor (default: 0)"
+    )
+    tail.add_argument("--kind", help="channel: only events of this kind")
+    tail.add_argument(
+        "--poll-interval", type=float, default=0.5, help="channel: seconds between polls (0.5)"
+    )
+
+    commands.add_parser(
+        "serve",
+        add_help=False,
+        help="Start the gRPC server in this process (takes every sssn-server flag; "
+        "`sssn serve --help` lists them)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one `sssn` command; returns the exit status."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "serve":
+        # The server's own command line parses (and documents) the serve flags.
+        from sssn_server.__main__ import main as serve
+
+        return serve(extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        with SSSNClient(args.target, timeout=args.timeout) as client:
+            _HANDLERS[args.command](client, args)
+    except _UsageError as exc:
+        # The command line parsed, so one line without the usage text, like other errors.
+        print(f"sssn: error: USAGE: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except SSSNClientError as exc:
+        print(f"sssn: error: {exc.error_type}: {exc.message}", file=sys.stderr, flush=True)
+        return exit_code(exc)
+    except SSSNError as exc:
+        print(f"sssn: error: {exc}", file=sys.stderr, flush=True)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        return 0 if args.command == "tail" else EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`sssn tail x | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

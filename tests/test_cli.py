@@ -1,0 +1,456 @@
+"""The `sssn` command line run as real subprocesses: JSON output, errors and exit codes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sssn_client import SSSNClient
+
+from . import client_fixtures
+from .client_fixtures import BIN, Process, ServerThread, run_cli, wait_until
+from .helpers import DEADLINE
+
+server_thread = client_fixtures.server_thread
+client = client_fixtures.client
+processes = client_fixtures.processes
+
+COMMANDS = [
+    "channels",
+    "create-channel",
+    "get-channel",
+    "append",
+    "query-events",
+    "get-event",
+    "create-subscription",
+    "get-subscription",
+    "pull-subscription",
+    "write-artifact",
+    "get-artifact",
+    "read-artifact",
+    "put-snapshot",
+    "get-snapshot",
+    "tail",
+]
+
+
+def ok(target: str, *args: str) -> Any:
+    """Runs a command that must succeed and returns its JSON output (a list for JSON Lines)."""
+    result = run_cli(target, *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    return [json.loads(line) for line in lines] if len(lines) != 1 else json.loads(lines[0])
+
+
+def fails(target: str, *args: str) -> tuple[int, str]:
+    """Runs a command that must fail; returns its status and its one stderr line."""
+    result = run_cli(target, *args)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return result.returncode, lines[0]
+
+
+def test_help_lists_every_command_and_the_exit_codes() -> None:
+    result = run_cli("unused", "--help")
+    assert result.returncode == 0
+    for command in [*COMMANDS, "serve"]:
+        assert command in result.stdout
+    for line in (
+        "3    NOT_FOUND",
+        "4    ALREADY_EXISTS",
+        "5    INVALID_ARGUMENT",
+        "8    UNAVAILABLE",
+    ):
+        assert line in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = run_cli("unused", command, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: sssn {command}")
+
+
+def test_channel_commands(server_thread: ServerThread) -> None:
+    target = server_thread.address
+    created = ok(
+        target,
+        "create-channel",
+        "orders",
+        "--schema",
+        "order.v1",
+        "--form",
+        "queue",
+        "--description",
+        "all orders",
+        "--metadata",
+        '{"owner": "ops"}',
+    )
+    assert created == {
+        "name": "orders",
+        "schema": "order.v1",
+        "form": "queue",
+        "description": "all orders",
+        "metadata": {"owner": "ops"},
+    }
+    ok(target, "create-channel", "audit")
+    assert ok(target, "get-channel", "orders") == created
+    assert [channel["name"] for channel in ok(target, "channels")] == ["audit", "orders"]
+
+
+def test_event_commands(server_thread: ServerThread) -> None:
+    target = server_thread.address
+    ok(target, "create-channel", "events")
+    parent = ok(target, "append", "events", '{"text": "hello"}')
+    assert parent["payload"] == {"text": "hello"} and parent["kind"] == "event"
+    child = ok(
+        target,
+        "append",
+        "events",
+        "[1, 2]",
+        "--kind",
+        "derived",
+        "--source",
+        "cli",
+        "--schema",
+        "s.v1",
+        "--timestamp",
+        "1700000000.5",
+        "--metadata",
+        '{"m": 1}',
+        "--correlation-id",
+        "req-1",
+        "--parent-id",
+        parent["id"],
+        "--id",
+        "child-1",
+    )
+    assert child == {
+        "id": "child-1",
+        "cursor": child["cursor"],
+        "channel": "events",
+        "timestamp": 1700000000.5,
+        "source": "cli",
+        "kind": "derived",
+        "payload": [1, 2],
+        "schema": "s.v1",
+        "metadata": {"m": 1},
+        "correlation_id": "req-1",
+        "parent_ids": [parent["id"]],
+    }
+    assert child["cursor"] > parent["cursor"]
+    assert ok(target, "get-event", "child-1") == child
+    assert ok(target, "query-events", "events") == [parent, child]
+    assert ok(target, "query-events", "events", "--kind", "derived") == child
+    assert ok(target, "query-events", "events", "--after-cursor", str(parent["cursor"])) == child
+    assert ok(target, "query-events", "events", "--limit", "1") == parent
+
+
+def test_subscription_commands(server_thread: ServerThread, client: SSSNClient) -> None:
+    target = server_thread.address
+    ok(target, "create-channel", "events")
+    created = ok(
+        target,
+        "create-subscription",
+        "events",
+        "--id",
+        "w",
+        "--consumer",
+        "pool",
+        "--batch-size",
+        "2",
+        "--kind",
+        "raw",
+    )
+    assert created == {
+        "id": "w",
+        "channel": "events",
+        "cursor": 0,
+        "consumer": "pool",
+        "batch_size": 2,
+        "filters": {"kind": "raw"},
+        "metadata": {},
+    }
+    stored = client.append_events(
+        [{"channel": "events", "kind": "raw", "payload": i} for i in range(3)]
+    )
+    pulled = ok(target, "pull-subscription", "w")
+    assert [event["id"] for event in pulled] == [event.id for event in stored[:2]]
+    assert ok(target, "get-subscription", "w")["cursor"] == stored[1].cursor
+    assert ok(target, "pull-subscription", "w", "--limit", "5")["id"] == stored[2].id
+    assert run_cli(target, "pull-subscription", "w").stdout == ""
+
+
+def test_artifact_commands(server_thread: ServerThread, tmp_path: Path) -> None:
+    target = server_thread.address
+    ok(target, "create-channel", "events")
+    event = ok(target, "append", "events", "null")
+    text = ok(
+        target,
+        "write-artifact",
+        "héllo",
+        "--channel",
+        "events",
+        "--media-type",
+        "text/plain",
+        "--metadata",
+        '{"a": 1}',
+        "--event-id",
+        event["id"],
+    )
+    assert text == {
+        "id": text["id"],
+        "channel": "events",
+        "media_type": "text/plain",
+        "size": len("héllo".encode()),
+        "sha256": hashlib.sha256("héllo".encode()).hexdigest(),
+        "metadata": {"a": 1},
+        "event_ids": [event["id"]],
+    }
+    assert ok(target, "get-artifact", text["id"]) == text
+    assert run_cli(target, "read-artifact", text["id"]).stdout == "héllo\n"
+
+    binary = bytes(range(256))
+    encoded = base64.b64encode(binary).decode()
+    stored = ok(target, "write-artifact", encoded, "--encoding", "base64")
+    assert stored["sha256"] == hashlib.sha256(binary).hexdigest()
+    read = run_cli(target, "read-artifact", stored["id"], "--encoding", "base64")
+    assert read.stdout == encoded + "\n"
+    code, message = fails(target, "read-artifact", stored["id"])  # not UTF-8 text
+    assert code == 2 and "--encoding base64" in message
+
+    path = tmp_path / "payload.bin"
+    path.write_bytes(binary * 20_000)  # ~5 MiB: streamed
+    from_file = ok(target, "write-artifact", "--file", str(path))
+    assert from_file["size"] == path.stat().st_size
+    assert from_file["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_snapshot_commands(server_thread: ServerThread) -> None:
+    target = server_thread.address
+    ok(target, "create-channel", "events")
+    event = ok(target, "append", "events", "1")
+    stored = ok(
+        target,
+        "put-snapshot",
+        "latest",
+        '{"count": 1}',
+        "--channel",
+        "events",
+        "--schema",
+        "state.v1",
+        "--source-event-id",
+        event["id"],
+        "--metadata",
+        '{"by": "cli"}',
+    )
+    assert stored["value"] == {"count": 1}
+    assert (stored["channel"], stored["schema"], stored["source_event_id"]) == (
+        "events",
+        "state.v1",
+        event["id"],
+    )
+    assert list(stored) == [
+        "name",
+        "channel",
+        "timestamp",
+        "value",
+        "schema",
+        "source_event_id",
+        "metadata",
+    ]
+    assert ok(target, "get-snapshot", "latest") == stored
+
+
+def test_the_target_can_come_from_the_environment(server_thread: ServerThread) -> None:
+    result = run_cli(
+        "ignored", "channels", env={**os.environ, "SSSN_TARGET": server_thread.address}
+    )
+    # --target on the command line wins over the environment...
+    assert result.returncode == 8
+    environment_only = subprocess.run(
+        [str(BIN / "sssn"), "create-channel", "from-env"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env={**os.environ, "SSSN_TARGET": server_thread.address},
+        check=False,
+    )
+    # ...and the environment replaces the default.
+    assert environment_only.returncode == 0, environment_only.stderr
+    assert json.loads(environment_only.stdout)["name"] == "from-env"
+
+
+# Errors: one stderr line with the reason, a stable status per class
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "reason"),
+    [
+        (["get-channel", "ghost"], 3, "CHANNEL_NOT_FOUND"),
+        (["get-event", "ghost"], 3, "EVENT_NOT_FOUND"),
+        (["get-subscription", "ghost"], 3, "SUBSCRIPTION_NOT_FOUND"),
+        (["pull-subscription", "ghost"], 3, "SUBSCRIPTION_NOT_FOUND"),
+        (["get-artifact", "ghost"], 3, "ARTIFACT_NOT_FOUND"),
+        (["read-artifact", "ghost"], 3, "ARTIFACT_NOT_FOUND"),
+        (["get-snapshot", "ghost"], 3, "SNAPSHOT_NOT_FOUND"),
+        (["append", "ghost", "{}"], 3, "CHANNEL_NOT_FOUND"),
+        (["tail", "ghost"], 3, "CHANNEL_NOT_FOUND"),
+        (["create-channel", "taken"], 4, "CHANNEL_EXISTS"),
+        (["create-subscription", "other", "--id", "w"], 4, "SUBSCRIPTION_EXISTS"),
+        (["append", "other", "{}", "--id", "e1"], 4, "EVENT_EXISTS"),
+        (["create-channel", "a/b"], 5, "INVALID_PAYLOAD"),
+        (["query-events", "taken", "--limit", "0"], 5, "INVALID_PAYLOAD"),
+        (["create-channel", "x", "--form", "spreadsheet"], 5, "INVALID_PAYLOAD"),
+    ],
+)
+def test_errors_exit_with_the_status_of_their_class(
+    server_thread: ServerThread, client: SSSNClient, args: list[str], code: int, reason: str
+) -> None:
+    client.create_channel({"name": "taken"})
+    client.create_channel({"name": "other"})
+    client.create_subscription("taken", subscription_id="w")
+    client.append_event({"id": "e1", "channel": "taken"})
+    status, line = fails(server_thread.address, *args)
+    assert (status, line.split(": ")[:3]) == (code, ["sssn", "error", reason])
+
+
+def test_a_read_only_server_exits_6(server_thread: ServerThread) -> None:
+    server_thread.stop()
+    server_thread.start(read_only=True)
+    status, line = fails(server_thread.address, "create-channel", "events")
+    assert status == 6 and "STORE_READ_ONLY" in line
+
+
+def test_a_too_large_artifact_exits_7(server_thread: ServerThread) -> None:
+    server_thread.stop()
+    server_thread.start(max_artifact_bytes=4)
+    status, line = fails(server_thread.address, "write-artifact", "too long")
+    assert status == 7 and "ARTIFACT_TOO_LARGE" in line
+
+
+def test_an_unreachable_server_exits_8() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    status, line = fails(f"127.0.0.1:{port}", "get-channel", "x")
+    assert status == 8 and line.startswith("sssn: error: UNAVAILABLE: ")
+
+
+def test_an_expired_deadline_exits_9() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        host, port = silent.getsockname()
+        result = subprocess.run(
+            [str(BIN / "sssn"), "--target", f"{host}:{port}", "--timeout", "0.2", "channels"],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            check=False,
+        )
+    assert result.returncode == 9
+    assert result.stderr.startswith("sssn: error: DEADLINE_EXCEEDED")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["append", "events", "not json"],
+        ["put-snapshot", "s", "{bad"],
+        ["create-channel", "x", "--metadata", "[1]"],
+        ["write-artifact", "%%%", "--encoding", "base64"],
+        ["write-artifact"],
+        ["no-such-command"],
+        ["channels", "--unknown-flag"],
+    ],
+)
+def test_bad_command_lines_exit_2(args: list[str]) -> None:
+    result = run_cli("127.0.0.1:1", *args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "sssn" in result.stderr
+
+
+# serve and tail
+
+
+def test_serve_runs_the_server_in_process(
+    processes: Callable[..., Process], tmp_path: Path
+) -> None:
+    server = processes(
+        str(BIN / "sssn"), "serve", "--store", str(tmp_path / "store"), "--port", "0"
+    )
+    match = re.search(r"listening on (\S+)", server.readline())
+    assert match is not None
+    target = match.group(1)
+    assert ok(target, "create-channel", "served")["name"] == "served"
+    assert server.stop(signal.SIGTERM) == 0
+    assert (tmp_path / "store" / "sssn.sqlite").exists()
+
+
+def test_serve_help_lists_the_server_flags() -> None:
+    result = run_cli("unused", "serve", "--help")
+    assert result.returncode == 0
+    assert "--store" in result.stdout and "--read-only" in result.stdout
+
+
+def test_tail_follows_a_subscription_until_ctrl_c(
+    processes: Callable[..., Process], server_thread: ServerThread, client: SSSNClient
+) -> None:
+    client.create_channel({"name": "events"})
+    client.create_subscription("events", subscription_id="w")
+    backlog = client.append_event({"channel": "events", "payload": "before"})
+    tail = processes(
+        sys.executable, "-m", "sssn_client.cli", "--target", server_thread.address, "tail", "w"
+    )
+    assert json.loads(tail.readline())["id"] == backlog.id
+    wait_until(lambda: server_thread.parked_followers == 1)
+    live = client.append_events([{"channel": "events", "payload": i} for i in range(3)])
+    lines = [json.loads(tail.readline()) for _ in live]
+    assert [line["id"] for line in lines] == [event.id for event in live]
+    assert lines[0]["payload"] == 0
+    assert tail.stop(signal.SIGINT) == 0
+    assert tail.stderr == ""
+
+
+def test_tail_follows_a_channel_without_moving_any_cursor(
+    processes: Callable[..., Process], server_thread: ServerThread, client: SSSNClient
+) -> None:
+    client.create_channel({"name": "events"})
+    client.create_subscription("events", subscription_id="events")  # same name as the channel
+    first = client.append_events([{"channel": "events", "kind": k} for k in ("a", "b", "a")])
+    tail = processes(
+        str(BIN / "sssn"),
+        "--target",
+        server_thread.address,
+        "tail",
+        "events",
+        "--channel",
+        "--kind",
+        "a",
+        "--after-cursor",
+        str(first[0].cursor),
+        "--poll-interval",
+        "0.05",
+    )
+    assert json.loads(tail.readline())["id"] == first[2].id
+    later = client.append_event({"channel": "events", "kind": "a"})
+    assert json.loads(tail.readline())["id"] == later.id
+    assert tail.stop(signal.SIGINT) == 0
+    assert client.get_subscription("events").cursor == 0
