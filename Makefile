@@ -1,6 +1,7 @@
 # One entry point for people and CI. `make run` and `make test` set everything
-# up on first use: a .venv with the project and its test tools, and the
-# Python modules generated from protos/.
+# up on first use: a .venv with the project and its test tools, the Python
+# modules generated from protos/, and for the tests Node.js, the Node client's
+# packages (clients/node/node_modules) and buf (.tools/), all pinned.
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,10 +10,33 @@ INSTALLED := $(VENV)/.installed
 GENERATED := sssn_proto/v1/.stamp
 PROTOS := $(wildcard protos/sssn/v1/*.proto)
 
+# buf lints the contract and refuses breaking changes. It comes from npm (the
+# package carries the native binary for each platform), pinned exactly and
+# installed into .tools/, never globally; a new version reinstalls.
+BUF_VERSION := 1.75.0
+TOOLS := .tools
+BUF := $(TOOLS)/node_modules/.bin/buf
+BUF_INSTALLED := $(TOOLS)/.buf-$(BUF_VERSION)
+# The released contract that `buf breaking` compares protos/ against. It is a
+# stored image rather than `--against .git#branch=main` on purpose: CI runs in
+# a fresh clone of the very main it checks (main against itself finds nothing),
+# clones may be shallow or lack the branch, and a stored image also works from
+# a source tarball. It changes only through `make baseline`, so a breaking
+# change shows up in review as a changed baseline.
+BASELINE := protos/baseline/sssn-v1.binpb
+
+NODE_CLIENT := clients/node
+NODE_INSTALLED := $(NODE_CLIENT)/node_modules/.installed
+# Node.js is needed by the tests (the Node client, buf's launcher). Where it is
+# missing it is installed from the distribution's packages, never skipped.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+NPM_FLAGS := --no-audit --no-fund --ignore-scripts
+
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all proto run test lint clean
+.PHONY: all proto run test lint clean node tools contract baseline docs
 
 all: test
 
@@ -29,16 +53,55 @@ $(GENERATED): $(INSTALLED) $(PROTOS) tools/gen_protos.py
 
 proto: $(GENERATED)  ## generate sssn_proto/v1 from protos/
 
+node:  ## make sure node and npm exist (apt-get installs them where missing)
+	@command -v node >/dev/null 2>&1 || { \
+	  echo "node not found: installing Node.js with apt-get"; \
+	  $(SUDO) apt-get update && $(APT_INSTALL) nodejs npm; }
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "npm not found: installing it with apt-get"; \
+	  $(SUDO) apt-get update && $(APT_INSTALL) npm; }
+
+# Exactly what package-lock.json pins; reinstalled when the lockfile changes.
+$(NODE_INSTALLED): $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json | node
+	cd $(NODE_CLIENT) && npm ci $(NPM_FLAGS)
+	touch $@
+
+$(BUF_INSTALLED): | node
+	rm -rf $(TOOLS)
+	npm install --prefix $(TOOLS) --no-save --no-package-lock $(NPM_FLAGS) @bufbuild/buf@$(BUF_VERSION)
+	$(BUF) --version
+	touch $@
+
+tools: $(BUF_INSTALLED)  ## install the pinned buf into .tools/ (for buf generate, see docs/polyglot.md)
+
 run: $(GENERATED)  ## serve on 127.0.0.1:7700 with the store in .sssn/ (ARGS="--port 7800" to change)
 	$(VENV)/bin/sssn-server $(ARGS)
 
-test: $(GENERATED)  ## run the test suite against real servers
+# tests/test_contract.py runs buf lint and buf breaking; tests/test_node_client.py
+# runs the Node client's tests against a live server.
+test: $(GENERATED) $(NODE_INSTALLED) $(BUF_INSTALLED)  ## run the test suite against real servers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(GENERATED)  ## ruff and mypy --strict
+lint: $(GENERATED) $(BUF_INSTALLED)  ## ruff, mypy --strict and buf lint
 	$(VENV)/bin/ruff check sssn_server tests tools
 	$(VENV)/bin/mypy
+	$(BUF) lint
+
+contract: $(BUF_INSTALLED)  ## buf lint, and buf breaking against the released contract
+	$(BUF) lint
+	$(BUF) breaking --against $(BASELINE)
+
+# Run this only when releasing the contract as it is now: afterwards, every
+# later change is checked against it. Review the diff of $(BASELINE).
+baseline: $(BUF_INSTALLED)  ## store protos/ as the released contract (deliberate; see docs/polyglot.md)
+	$(BUF) lint
+	$(BUF) build --exclude-source-info -o $(BASELINE)
+	@echo "$(BASELINE) now holds the current contract; commit it with the change that releases it"
+
+docs: $(INSTALLED)  ## regenerate the error-reason table in docs/polyglot.md
+	$(PY) tools/gen_error_docs.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(TOOLS) $(NODE_CLIENT)/node_modules
 	find sssn_proto/v1 -name '*_pb2*' -delete; rm -f $(GENERATED)

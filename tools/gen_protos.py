@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sys
+import sysconfig
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -16,6 +19,31 @@ GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 # protoc writes imports that mirror the proto package (`from sssn.v1 import`);
 # the top-level name `sssn` belongs to the reference package, so rewrite them.
 _IMPORT = re.compile(r"^from sssn\.v1 import ", re.MULTILINE)
+# mypy-protobuf's .pyi files use the same form, but releases before 3.7 import
+# and name modules by their full path (`import sssn.v1.event_pb2`, then
+# `sssn.v1.event_pb2.Event`); only module paths end in `_pb2`, so proto names
+# such as `sssn.v1.Event` in docstrings are left alone.
+_MODULE_PATH = re.compile(r"\bsssn\.v1\.(?=\w+_pb2\b)")
+
+
+def _rewrite_imports(text: str) -> str:
+    """Points the generated imports at `sssn_proto.v1` instead of `sssn.v1`."""
+    text = _IMPORT.sub("from sssn_proto.v1 import ", text)
+    return _MODULE_PATH.sub("sssn_proto.v1.", text)
+
+
+def _mypy_plugin() -> str:
+    """Path of mypy-protobuf's protoc plugin, found next to this interpreter first.
+
+    `make` runs `.venv/bin/python` without activating the venv, and a package
+    build runs in an isolated environment, so the plugin is often not on PATH.
+    """
+    scripts = [Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))]
+    search = os.pathsep.join([*(str(folder) for folder in scripts), os.environ.get("PATH", "")])
+    plugin = shutil.which("protoc-gen-mypy", path=search)
+    if plugin is None:
+        raise SystemExit("protoc-gen-mypy not found; install mypy-protobuf (the test extra)")
+    return plugin
 
 
 def generate(out_root: Path = ROOT) -> list[Path]:
@@ -32,8 +60,12 @@ def generate(out_root: Path = ROOT) -> list[Path]:
                 "grpc_tools.protoc",
                 f"-I{PROTO_ROOT}",
                 f"-I{well_known}",
+                f"--plugin=protoc-gen-mypy={_mypy_plugin()}",
                 f"--python_out={tmp}",
-                f"--pyi_out={tmp}",
+                # Typed stubs (.pyi) from mypy-protobuf: docstrings from the proto
+                # comments, precise enum types and HasField/ClearField literals.
+                "--mypy_opt=quiet",
+                f"--mypy_out={tmp}",
                 f"--grpc_python_out={tmp}",
                 *(str(path) for path in protos),
             ]
@@ -45,7 +77,7 @@ def generate(out_root: Path = ROOT) -> list[Path]:
                 stale.unlink()
         written = []
         for source in sorted((Path(tmp) / "sssn" / "v1").iterdir()):
-            text = _IMPORT.sub("from sssn_proto.v1 import ", source.read_text())
+            text = _rewrite_imports(source.read_text())
             destination = target / source.name
             destination.write_text(text)
             written.append(destination)

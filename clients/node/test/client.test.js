@@ -1,0 +1,345 @@
+// The client against a live SSSN server: results, streams and error details.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+
+import * as grpc from '@grpc/grpc-js';
+
+import { ERROR_DOMAIN, ErrorReason, SSSNClient, SSSNError, decodeStatus } from '../src/index.js';
+import { serverAddress, unique } from './server.js';
+
+const TIMEOUT = { timeout: 20_000 };
+
+let client;
+
+before(async () => {
+  client = new SSSNClient(await serverAddress(), { timeoutMs: 10_000 });
+});
+
+after(() => client?.close());
+
+/** Rejects if `promise` does not settle within `ms`, naming what was awaited. */
+function within(promise, what, ms = 10_000) {
+  let timer;
+  const timeout = new Promise((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The SSSNError `call` rejects with (fails the test if it succeeds). */
+async function failure(call) {
+  try {
+    await call();
+  } catch (error) {
+    assert.ok(error instanceof SSSNError, `expected an SSSNError, got ${error}`);
+    return error;
+  }
+  assert.fail('the call succeeded; it should have failed');
+}
+
+/** Waits until the subscription's persisted cursor reaches `cursor`. */
+async function cursorReaches(id, cursor) {
+  const deadline = Date.now() + 5_000;
+  let current;
+  do {
+    current = (await client.getSubscription(id)).cursor;
+    if (current === cursor) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  } while (Date.now() < deadline);
+  assert.equal(current, cursor, `subscription ${id} cursor`);
+}
+
+describe('channels', () => {
+  test('create and get round-trip every field', TIMEOUT, async () => {
+    const name = unique('orders');
+    const created = await client.createChannel({
+      name,
+      schema: 'demo.Order',
+      form: 'latest-state',
+      description: 'Latest orders',
+      metadata: { team: 'sales', shards: 3, tags: ['a', 'b'], nested: { ok: true } },
+    });
+    assert.deepEqual(created, {
+      name,
+      schema: 'demo.Order',
+      form: 'latest-state',
+      description: 'Latest orders',
+      metadata: { team: 'sales', shards: 3, tags: ['a', 'b'], nested: { ok: true } },
+    });
+    assert.deepEqual(await client.getChannel(name), created);
+  });
+
+  test('an unspecified form is stored as log', TIMEOUT, async () => {
+    const created = await client.createChannel({ name: unique('plain') });
+    assert.equal(created.form, 'log');
+  });
+
+  test('listing pages through every channel in name order', TIMEOUT, async () => {
+    const names = [unique('list-a'), unique('list-b'), unique('list-c')];
+    for (const name of names) await client.createChannel({ name });
+    const seen = [];
+    let pageToken = '';
+    do {
+      const page = await client.listChannels({ pageSize: 2, pageToken });
+      assert.ok(page.channels.length <= 2, 'a page holds at most pageSize channels');
+      seen.push(...page.channels.map((channel) => channel.name));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    assert.deepEqual(seen, [...seen].sort(), 'channels are ordered by name');
+    for (const name of names) assert.ok(seen.includes(name), `${name} is listed`);
+  });
+});
+
+describe('events', () => {
+  test('appended events come back from queries in cursor order', TIMEOUT, async () => {
+    const channel = unique('events');
+    await client.createChannel({ name: channel });
+    const payloads = [{ text: 'hello', n: [1, 2.5, null] }, 'plain', 42, true, null, []];
+    const stored = [];
+    for (const [index, payload] of payloads.entries()) {
+      stored.push(
+        await client.appendEvent({
+          channel,
+          payload,
+          kind: index % 2 ? 'odd' : 'even',
+          source: 'node-test',
+          metadata: { index },
+          correlationId: 'run-1',
+        }),
+      );
+    }
+    for (const [index, event] of stored.entries()) {
+      assert.equal(typeof event.cursor, 'bigint');
+      assert.ok(event.id, 'the server mints an id');
+      assert.ok(event.timestamp instanceof Date, 'the server sets the time');
+      if (index > 0) assert.ok(event.cursor > stored[index - 1].cursor, 'cursors increase');
+    }
+
+    const all = await client.queryEvents(channel);
+    assert.deepEqual(all, stored);
+    assert.deepEqual(
+      all.map((event) => event.payload),
+      payloads,
+    );
+    assert.deepEqual(all[0].metadata, { index: 0 });
+    assert.equal(all[0].source, 'node-test');
+    assert.equal(all[0].correlationId, 'run-1');
+
+    const page = await client.queryEvents(channel, { afterCursor: stored[1].cursor, limit: 2 });
+    assert.deepEqual(
+      page.map((event) => event.id),
+      [stored[2].id, stored[3].id],
+    );
+    const odd = await client.queryEvents(channel, { kind: 'odd' });
+    assert.deepEqual(
+      odd.map((event) => event.id),
+      [stored[1].id, stored[3].id, stored[5].id],
+    );
+    assert.deepEqual(await client.getEvent(stored[0].id), stored[0]);
+  });
+
+  test('re-appending an id returns the stored event unchanged', TIMEOUT, async () => {
+    const channel = unique('retry');
+    await client.createChannel({ name: channel });
+    const id = unique('evt');
+    const first = await client.appendEvent({ channel, id, payload: { try: 1 } });
+    const again = await client.appendEvent({ channel, id, payload: { try: 2 } });
+    assert.deepEqual(again, first);
+    assert.equal((await client.queryEvents(channel)).length, 1);
+  });
+
+  test('a batch with one bad event stores nothing', TIMEOUT, async () => {
+    const channel = unique('batch');
+    await client.createChannel({ name: channel });
+    const error = await failure(() =>
+      client.appendEvents([
+        { channel, payload: 1 },
+        { channel, payload: 2, parentIds: [unique('missing')] },
+      ]),
+    );
+    assert.equal(error.code, grpc.status.NOT_FOUND);
+    assert.equal(error.reason, ErrorReason.EVENT_NOT_FOUND);
+    assert.deepEqual(await client.queryEvents(channel), []);
+
+    const stored = await client.appendEvents([
+      { channel, payload: 1 },
+      { channel, payload: 2 },
+    ]);
+    assert.ok(stored[1].cursor > stored[0].cursor);
+    assert.deepEqual(await client.queryEvents(channel), stored);
+  });
+});
+
+describe('subscriptions', () => {
+  test('a following stream receives events appended after it opened', TIMEOUT, async () => {
+    const channel = unique('live');
+    await client.createChannel({ name: channel });
+    const id = unique('worker');
+    const subscription = await client.createSubscription({ channel, id, consumer: 'node' });
+    assert.equal(subscription.cursor, 0n);
+    const pending = await client.appendEvent({ channel, payload: 'before' });
+
+    const stream = client.follow(id);
+    // The pending event arrives first, so the stream is open on the server
+    // before anything else is appended.
+    const first = await within(stream.next(), 'the pending event');
+    assert.equal(first.value.id, pending.id);
+
+    const later = await client.appendEvents([
+      { channel, payload: { n: 1 } },
+      { channel, payload: { n: 2 } },
+    ]);
+    const second = await within(stream.next(), 'the first event appended after opening');
+    const third = await within(stream.next(), 'the second event appended after opening');
+    assert.deepEqual(
+      [second.value, third.value].map((event) => [event.id, event.cursor, event.payload]),
+      later.map((event) => [event.id, event.cursor, event.payload]),
+    );
+    await stream.return();
+
+    // The cursor is persisted: following again resumes after the last event.
+    await cursorReaches(id, later[1].cursor);
+    const resumed = client.follow(id);
+    const next = await client.appendEvent({ channel, payload: 'after reconnect' });
+    const fourth = await within(resumed.next(), 'the event appended before resuming');
+    assert.equal(fourth.value.id, next.id);
+    await resumed.return();
+  });
+
+  test('a kind filter delivers only matching events', TIMEOUT, async () => {
+    const channel = unique('filtered');
+    await client.createChannel({ name: channel });
+    const id = unique('alerts');
+    await client.createSubscription({ channel, id, kind: 'alert' });
+    const stop = new AbortController();
+    const stream = client.follow(id, { signal: stop.signal });
+    await client.appendEvent({ channel, kind: 'noise', payload: 1 });
+    const alert = await client.appendEvent({ channel, kind: 'alert', payload: 2 });
+    const first = await within(stream.next(), 'the matching event');
+    assert.equal(first.value.id, alert.id);
+    stop.abort();
+    const end = await within(stream.next(), 'the end of the aborted stream');
+    assert.equal(end.done, true, 'aborting ends the iteration without an error');
+  });
+
+  test('pull delivers pending events once', TIMEOUT, async () => {
+    const channel = unique('pull');
+    await client.createChannel({ name: channel });
+    const id = unique('puller');
+    await client.createSubscription({ channel, id, batchSize: 2 });
+    const stored = await client.appendEvents([1, 2, 3].map((payload) => ({ channel, payload })));
+    const firstPull = await client.pull(id, { limit: 2 });
+    assert.deepEqual(
+      firstPull.map((event) => event.id),
+      [stored[0].id, stored[1].id],
+    );
+    const secondPull = await client.pull(id);
+    assert.deepEqual(
+      secondPull.map((event) => event.id),
+      [stored[2].id],
+    );
+    assert.deepEqual(await client.pull(id), []);
+  });
+});
+
+describe('artifacts and snapshots', () => {
+  test('an artifact is stored content-addressed and read back whole', TIMEOUT, async () => {
+    const data = Buffer.from('artifact payload '.repeat(1000));
+    const artifact = await client.writeArtifact(data, {
+      mediaType: 'text/plain',
+      metadata: { origin: 'node' },
+    });
+    assert.equal(artifact.size, BigInt(data.length));
+    assert.equal(artifact.sha256, createHash('sha256').update(data).digest('hex'));
+    const read = await client.readArtifact(artifact.id);
+    assert.deepEqual(read.artifact, artifact);
+    assert.ok(read.data.equals(data));
+  });
+
+  test('a snapshot is replaced by the next put', TIMEOUT, async () => {
+    const name = unique('state');
+    await client.putSnapshot({ name, value: { version: 1 } });
+    await client.putSnapshot({ name, value: { version: 2 }, metadata: { by: 'node' } });
+    const snapshot = await client.getSnapshot(name);
+    assert.deepEqual(snapshot.value, { version: 2 });
+    assert.deepEqual(snapshot.metadata, { by: 'node' });
+    assert.ok(snapshot.timestamp instanceof Date);
+  });
+});
+
+describe('errors', () => {
+  test('a missing channel is NOT_FOUND with reason, domain and resource', TIMEOUT, async () => {
+    const name = unique('nope');
+    const error = await failure(() => client.getChannel(name));
+    assert.equal(error.code, grpc.status.NOT_FOUND);
+    assert.equal(error.codeName, 'NOT_FOUND');
+    assert.equal(error.reason, ErrorReason.CHANNEL_NOT_FOUND);
+    assert.equal(error.reason, 'CHANNEL_NOT_FOUND');
+    assert.equal(error.domain, ERROR_DOMAIN);
+    assert.deepEqual(error.metadata, { channel: name });
+
+    // The same details, decoded by hand from the grpc-js error.
+    const status = decodeStatus(error.cause);
+    assert.equal(status.code, grpc.status.NOT_FOUND);
+    assert.deepEqual(
+      status.details.map((detail) => detail.type),
+      ['google.rpc.ErrorInfo'],
+    );
+    assert.deepEqual(status.details[0].value, {
+      reason: 'CHANNEL_NOT_FOUND',
+      domain: 'sssn.dev',
+      metadata: { channel: name },
+    });
+  });
+
+  test('creating an existing channel is ALREADY_EXISTS', TIMEOUT, async () => {
+    const name = unique('dup');
+    await client.createChannel({ name, description: 'first' });
+    const error = await failure(() => client.createChannel({ name, description: 'second' }));
+    assert.equal(error.code, grpc.status.ALREADY_EXISTS);
+    assert.equal(error.reason, ErrorReason.CHANNEL_EXISTS);
+    assert.deepEqual(error.metadata, { channel: name });
+    assert.equal((await client.getChannel(name)).description, 'first');
+  });
+
+  test('bad input is INVALID_ARGUMENT naming each bad field', TIMEOUT, async () => {
+    const error = await failure(() => client.createChannel({ name: 'a b' }));
+    assert.equal(error.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(error.reason, ErrorReason.INVALID_PAYLOAD);
+    assert.deepEqual(
+      error.fieldViolations.map((violation) => violation.field),
+      ['channel.name'],
+    );
+    const channel = unique('limits');
+    await client.createChannel({ name: channel });
+    const limit = await failure(() => client.queryEvents(channel, { limit: 0 }));
+    assert.equal(limit.reason, ErrorReason.INVALID_PAYLOAD);
+    assert.deepEqual(
+      limit.fieldViolations.map((violation) => violation.field),
+      ['limit'],
+    );
+  });
+
+  test('a stream over a missing subscription fails with its reason', TIMEOUT, async () => {
+    const id = unique('ghost');
+    const error = await failure(async () => {
+      for await (const _event of client.follow(id)) assert.fail('no event can arrive');
+    });
+    assert.equal(error.code, grpc.status.NOT_FOUND);
+    assert.equal(error.reason, ErrorReason.SUBSCRIPTION_NOT_FOUND);
+    assert.deepEqual(error.metadata, { subscription_id: id });
+  });
+
+  test('an unreachable server is UNAVAILABLE without a reason', TIMEOUT, async () => {
+    const offline = new SSSNClient('127.0.0.1:1', { timeoutMs: 5_000 });
+    try {
+      const error = await failure(() => offline.getChannel('any'));
+      assert.equal(error.code, grpc.status.UNAVAILABLE);
+      assert.equal(error.reason, '');
+    } finally {
+      offline.close();
+    }
+  });
+});
