@@ -23,9 +23,9 @@ from ._config import (
     call_metadata,
     channel_options,
 )
-from ._errors import ClientClosedError, error_from_rpc
+from ._errors import ClientClosedError, UnavailableError, error_from_rpc
 from ._models import Artifact, Channel, Event, Snapshot, Subscription
-from ._subscribe import Backoff, SubscribeOptions, should_reconnect
+from ._subscribe import Backoff, SubscribeOptions, ack_cursor, should_reconnect
 
 T = TypeVar("T")
 
@@ -175,6 +175,10 @@ class AsyncSSSNClient:
             raise self._error(exc) from None
         return events
 
+    async def ack_subscription(self, subscription_id: str, cursor: int) -> Subscription:
+        """See `SSSNClient.ack_subscription`."""
+        return await self._unary(calls.ack_subscription(subscription_id, cursor))
+
     def subscribe(
         self,
         subscription_id: str,
@@ -183,6 +187,9 @@ class AsyncSSSNClient:
         initial_backoff: float = 0.1,
         max_backoff: float = 30.0,
         max_retries: int | None = None,
+        ack_mode: str = "auto",
+        max_unacked: int = 0,
+        heartbeat_interval: float | None = None,
     ) -> AsyncEventStream:
         """Follows a subscription: `async for event in client.subscribe(...)`.
 
@@ -197,6 +204,9 @@ class AsyncSSSNClient:
             initial_backoff=initial_backoff,
             max_backoff=max_backoff,
             max_retries=max_retries,
+            ack_mode=ack_mode,
+            max_unacked=max_unacked,
+            heartbeat_interval=heartbeat_interval,
         )
         options.request()  # reports unusable arguments now, not at the first read
         stream = AsyncEventStream(self, options)
@@ -347,7 +357,14 @@ class AsyncEventStream:
                 self._backoff.opened()
             call = self._call
             try:
-                message = await call.read()
+                message = await asyncio.wait_for(call.read(), self._options.silence_timeout)
+            except TimeoutError:
+                # No heartbeat for several intervals: the stream is dead even
+                # if the connection looks open; open another one.
+                self._drop(call)
+                call.cancel()
+                await self._wait_before_retry(None, dead=True)
+                continue
             except asyncio.CancelledError:
                 # A local cancel (close) ends the read this way; a cancellation
                 # of the task itself must go on.
@@ -371,6 +388,16 @@ class AsyncEventStream:
             self._backoff.received()
             self._pending.extend(calls.events_of(message))
         return self._pending.popleft()
+
+    async def ack(self, event_or_cursor: Event | int) -> Subscription:
+        """Manual mode: acknowledges this event and every one delivered before it.
+
+        Raises `InvalidPayloadError` for a cursor below the acknowledged one or
+        beyond what the server delivered on this subscription.
+        """
+        return await self._client.ack_subscription(
+            self.subscription_id, ack_cursor(event_or_cursor)
+        )
 
     def cancel(self) -> None:
         """Ends the stream now, without waiting (iteration stops)."""
@@ -407,10 +434,12 @@ class AsyncEventStream:
         if self._call is call:
             self._call = None
 
-    async def _wait_before_retry(self, error: grpc.RpcError | None) -> None:
+    async def _wait_before_retry(self, error: grpc.RpcError | None, *, dead: bool = False) -> None:
         delay = self._backoff.next_delay()
         if delay is None:
             self.cancel()
+            if dead:
+                raise UnavailableError("The stream sent no heartbeat; retries are exhausted.")
             if error is None:
                 raise StopAsyncIteration
             raise error_from_rpc(error)

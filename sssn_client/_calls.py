@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import IO, Any, Generic, TypeVar
 
 from sssn_proto.v1 import store_service_pb2 as pb
+from sssn_proto.v1 import subscription_pb2
 
 from . import _convert as convert
 from ._config import UPLOAD_CHUNK, UPLOAD_THRESHOLD
@@ -128,14 +129,40 @@ def get_subscription(subscription_id: str) -> Unary[Subscription]:
     )
 
 
+ACK_MODES = {"auto": subscription_pb2.ACK_MODE_AUTO, "manual": subscription_pb2.ACK_MODE_MANUAL}
+
+
 def pull_request(
-    subscription_id: str, *, limit: int | None, follow: bool
+    subscription_id: str,
+    *,
+    limit: int | None,
+    follow: bool,
+    ack_mode: str = "auto",
+    max_unacked: int = 0,
+    heartbeat_interval: float | None = None,
 ) -> pb.PullSubscriptionRequest:
+    if ack_mode not in ACK_MODES:
+        raise invalid("ack_mode", f"must be one of {', '.join(ACK_MODES)}")
     with convert.encoding("pull"):
-        request = pb.PullSubscriptionRequest(subscription_id=subscription_id, follow=follow)
+        request = pb.PullSubscriptionRequest(
+            subscription_id=subscription_id,
+            follow=follow,
+            ack_mode=ACK_MODES[ack_mode],
+            max_unacked=max_unacked,
+        )
         if limit is not None:
             request.limit = limit
+        if heartbeat_interval is not None:
+            request.heartbeat_interval.FromNanoseconds(int(heartbeat_interval * 1e9))
     return request
+
+
+def ack_subscription(subscription_id: str, cursor: int) -> Unary[Subscription]:
+    with convert.encoding("cursor"):
+        request = pb.AckSubscriptionRequest(subscription_id=subscription_id, cursor=cursor)
+    return Unary(
+        "AckSubscription", request, lambda r: convert.subscription_from_proto(r.subscription)
+    )
 
 
 def events_of(message: pb.PullSubscriptionResponse) -> list[Event]:

@@ -11,11 +11,17 @@ import grpc
 from sssn_proto.v1 import store_service_pb2 as pb
 
 from . import _calls as calls
+from ._errors import invalid
+from ._models import Event
 
 # Codes after which a following stream is opened again: the server went away
 # (restart, deploy, network cut) or announced it is stopping. Anything else
 # (NOT_FOUND, INVALID_ARGUMENT, ...) would fail the same way on every retry.
 RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+# Heartbeats may be delayed by a busy server or network; only several missed
+# in a row mean the stream is gone (a half-open connection, a dead proxy).
+SILENCE_FACTOR = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,9 +41,30 @@ class SubscribeOptions:
     """Cap of the delay between reconnects, in seconds."""
     max_retries: int | None = None
     """Consecutive failed attempts after which the error is raised; None retries forever."""
+    ack_mode: str = "auto"
+    """"auto": the server moves the cursor as it sends; "manual": only `ack()` moves it."""
+    max_unacked: int = 0
+    """Manual mode: the server pauses at this many unacknowledged events (0: its default)."""
+    heartbeat_interval: float | None = None
+    """Ask for a heartbeat after this many idle seconds, and treat a stream silent
+    for `SILENCE_FACTOR` times as long as dead (reconnect); None uses neither."""
 
     def request(self) -> pb.PullSubscriptionRequest:
-        return calls.pull_request(self.subscription_id, limit=self.limit, follow=True)
+        return calls.pull_request(
+            self.subscription_id,
+            limit=self.limit,
+            follow=True,
+            ack_mode=self.ack_mode,
+            max_unacked=self.max_unacked,
+            heartbeat_interval=self.heartbeat_interval,
+        )
+
+    @property
+    def silence_timeout(self) -> float | None:
+        """Seconds without any message after which the stream counts as dead."""
+        if self.heartbeat_interval is None:
+            return None
+        return self.heartbeat_interval * SILENCE_FACTOR
 
 
 class Backoff:
@@ -73,3 +100,12 @@ class Backoff:
 
 def should_reconnect(error: grpc.RpcError) -> bool:
     return error.code() in RECONNECT_CODES
+
+
+def ack_cursor(event_or_cursor: Event | int) -> int:
+    """The cursor an `ack()` acknowledges up to."""
+    if isinstance(event_or_cursor, int):
+        return event_or_cursor
+    if event_or_cursor.cursor is None:
+        raise invalid("cursor", "the event has no cursor (it was not delivered by the server)")
+    return event_or_cursor.cursor

@@ -23,9 +23,9 @@ from ._config import (
     call_metadata,
     channel_options,
 )
-from ._errors import ClientClosedError, error_from_rpc
+from ._errors import ClientClosedError, UnavailableError, error_from_rpc
 from ._models import Artifact, Channel, Event, Snapshot, Subscription
-from ._subscribe import Backoff, SubscribeOptions, should_reconnect
+from ._subscribe import Backoff, SubscribeOptions, ack_cursor, should_reconnect
 
 T = TypeVar("T")
 
@@ -186,6 +186,13 @@ class SSSNClient:
         """Returns a subscription with its cursor. Raises `SubscriptionNotFoundError`."""
         return self._unary(calls.get_subscription(subscription_id))
 
+    def ack_subscription(self, subscription_id: str, cursor: int) -> Subscription:
+        """Acknowledges every event up to `cursor` on a manual-mode subscription and
+        returns it with the persisted cursor. Raises `InvalidPayloadError` for a
+        cursor below the acknowledged one or beyond what the server delivered,
+        `SubscriptionNotFoundError`."""
+        return self._unary(calls.ack_subscription(subscription_id, cursor))
+
     def pull_subscription(self, subscription_id: str, *, limit: int | None = None) -> list[Event]:
         """Delivers one batch: up to `limit` (default: the batch size) pending events,
         moving the subscription's cursor past them. Raises `SubscriptionNotFoundError`."""
@@ -209,6 +216,9 @@ class SSSNClient:
         initial_backoff: float = 0.1,
         max_backoff: float = 30.0,
         max_retries: int | None = None,
+        ack_mode: str = "auto",
+        max_unacked: int = 0,
+        heartbeat_interval: float | None = None,
     ) -> EventStream:
         """Follows a subscription: an iterator over its pending events, then over each
         new event as soon as it is committed, until closed.
@@ -220,11 +230,18 @@ class SSSNClient:
         Other errors (`SubscriptionNotFoundError`, ...) are raised from the
         iteration; so is the last error after `max_retries` failed attempts.
 
-        As with `pull_subscription`, the server moves the cursor when it sends
-        events, not when you process them: events already sent but not yet
-        iterated when you stop (the rest of a message, messages in flight) are
-        not delivered again. Keep your own checkpoint (see
-        examples/channel_processor.py) when every event must be processed.
+        With `ack_mode="auto"` (the default), as with `pull_subscription`, the
+        server moves the cursor when it sends events, not when you process
+        them: events already sent but not yet iterated when you stop are not
+        delivered again. With `ack_mode="manual"` the cursor moves only when
+        you call `stream.ack(event)` (cumulative), and every reconnect starts
+        after the last acknowledged event, so nothing unprocessed is lost (an
+        event may come twice); the server pauses at `max_unacked`
+        unacknowledged events. With `heartbeat_interval` the server sends a
+        heartbeat after that many idle seconds, and a stream silent for three
+        intervals is treated as dead and reopened. A newer stream on the same
+        subscription takes it over: this one then raises
+        `SubscriptionTakenOverError` rather than reconnecting.
 
         Close the stream (`with client.subscribe(...) as stream:`), or let it
         be collected after `break`; closing the client closes it too.
@@ -236,6 +253,9 @@ class SSSNClient:
             initial_backoff=initial_backoff,
             max_backoff=max_backoff,
             max_retries=max_retries,
+            ack_mode=ack_mode,
+            max_unacked=max_unacked,
+            heartbeat_interval=heartbeat_interval,
         )
         options.request()  # reports unusable arguments now, not at the first read
         stream = EventStream(self, options)
@@ -388,6 +408,8 @@ class EventStream:
             call = self._current_call()
             if call is None:
                 raise StopIteration
+            silent = threading.Event()
+            watchdog = self._watchdog(call, silent)
             try:
                 message = next(call)
             except StopIteration:  # the server ended the stream: open another one
@@ -398,14 +420,28 @@ class EventStream:
                 self._drop(call)
                 if self._stopped.is_set():
                     raise StopIteration from None
+                if silent.is_set():  # no heartbeat for several intervals: reopen
+                    self._wait_before_retry(None, dead=True)
+                    continue
                 if not should_reconnect(exc):
                     self.close()
                     raise error_from_rpc(exc) from None
                 self._wait_before_retry(exc)
                 continue
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
             self._backoff.received()
             self._pending.extend(calls.events_of(message))
         return self._pending.popleft()
+
+    def ack(self, event_or_cursor: Event | int) -> Subscription:
+        """Manual mode: acknowledges this event and every one delivered before it.
+
+        Raises `InvalidPayloadError` for a cursor below the acknowledged one or
+        beyond what the server delivered on this subscription.
+        """
+        return self._client.ack_subscription(self.subscription_id, ack_cursor(event_or_cursor))
 
     def close(self) -> None:
         """Cancels the stream; iteration stops. Safe to call more than once."""
@@ -447,10 +483,27 @@ class EventStream:
             if self._call is call:
                 self._call = None
 
-    def _wait_before_retry(self, error: grpc.RpcError | None) -> None:
+    def _watchdog(self, call: Any, silent: threading.Event) -> threading.Timer | None:
+        """Cancels `call` if no message arrives within the silence timeout."""
+        timeout = self._options.silence_timeout
+        if timeout is None:
+            return None
+
+        def fire() -> None:
+            silent.set()
+            call.cancel()
+
+        timer = threading.Timer(timeout, fire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _wait_before_retry(self, error: grpc.RpcError | None, *, dead: bool = False) -> None:
         delay = self._backoff.next_delay()
         if delay is None:
             self.close()
+            if dead:
+                raise UnavailableError("The stream sent no heartbeat; retries are exhausted.")
             if error is None:
                 raise StopIteration
             raise error_from_rpc(error) from None

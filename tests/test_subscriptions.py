@@ -325,12 +325,14 @@ async def test_reconnecting_follower_loses_and_repeats_nothing(server, stub, mak
 
 async def test_cancelled_streams_leave_no_task_or_waiter_behind(server, stub, make_channel) -> None:
     await make_channel()
-    await subscribe(stub, subscription_id="w")
+    # One subscription each: a second stream on a subscription takes it over.
+    for index in range(5):
+        await subscribe(stub, subscription_id=f"w{index}")
     await asyncio.sleep(0)
     baseline = len(asyncio.all_tasks())
     calls = [
-        stub.PullSubscription(pb.PullSubscriptionRequest(subscription_id="w", follow=True))
-        for _ in range(5)
+        stub.PullSubscription(pb.PullSubscriptionRequest(subscription_id=f"w{index}", follow=True))
+        for index in range(5)
     ]
     await wait_until(lambda: server.service.parked_followers == 5)
     for call in calls:
@@ -339,7 +341,8 @@ async def test_cancelled_streams_leave_no_task_or_waiter_behind(server, stub, ma
     await wait_until(lambda: len(asyncio.all_tasks()) <= baseline)
     # The subscription still works for the next consumer.
     stored = await append_many(stub, "events", 2)
-    assert [e.id for e in await pull(stub, "w")] == [e.id for e in stored]
+    assert [e.id for e in await pull(stub, "w0")] == [e.id for e in stored]
+    assert server.service.open_streams == 0
 
 
 async def test_many_followers_of_one_channel_each_get_every_event(

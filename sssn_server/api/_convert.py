@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from sssn_proto.v1 import (
     artifact_pb2,
@@ -25,6 +25,7 @@ from ..domain.models import (
     Snapshot,
     Subscription,
 )
+from ..domain.streams import AUTO, MANUAL
 
 # Doubles beyond 2**53 are not exact integers, so they stay floats.
 _MAX_EXACT_INT = 2**53
@@ -187,6 +188,32 @@ def event_to_proto(event: Event) -> event_pb2.Event:
 
 
 # Subscriptions
+
+_ACK_MODES: dict[int, str] = {
+    subscription_pb2.ACK_MODE_UNSPECIFIED: AUTO,
+    subscription_pb2.ACK_MODE_AUTO: AUTO,
+    subscription_pb2.ACK_MODE_MANUAL: MANUAL,
+}
+
+
+def ack_mode_from_proto(value: int) -> str:
+    """The domain's ack mode; an enum number this server does not know is invalid."""
+    mode = _ACK_MODES.get(value)
+    if mode is None:
+        raise InvalidPayloadError("ack_mode", f"unknown ack mode {value}")
+    return mode
+
+
+def seconds_from_duration(message: duration_pb2.Duration, present: bool) -> float | None:
+    """A Duration in seconds; None when unset or zero (the server default)."""
+    if not present:
+        return None
+    seconds = message.seconds + message.nanos / 1e9
+    return seconds or None
+
+
+def timestamp_ns_from_proto(message: timestamp_pb2.Timestamp) -> int:
+    return _timestamp_ns(message, True)
 
 
 def subscription_to_proto(subscription: Subscription) -> subscription_pb2.Subscription:

@@ -168,8 +168,56 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
     async def GetSubscription(
         self, request: pb.GetSubscriptionRequest, context: Any
     ) -> pb.GetSubscriptionResponse:
-        subscription = await self._service.get_subscription(request.subscription_id)
-        return pb.GetSubscriptionResponse(subscription=convert.subscription_to_proto(subscription))
+        lag = await self._service.get_subscription_lag(request.subscription_id)
+        return pb.GetSubscriptionResponse(
+            subscription=convert.subscription_to_proto(lag.subscription),
+            head_cursor=lag.head_cursor,
+            pending_count=lag.pending_count,
+        )
+
+    @_guarded
+    async def ListSubscriptions(
+        self, request: pb.ListSubscriptionsRequest, context: Any
+    ) -> pb.ListSubscriptionsResponse:
+        subscriptions, next_token = await self._service.list_subscriptions(
+            channel=request.channel or None,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListSubscriptionsResponse(
+            subscriptions=[convert.subscription_to_proto(each) for each in subscriptions],
+            next_page_token=next_token,
+        )
+
+    @_guarded
+    async def DeleteSubscription(
+        self, request: pb.DeleteSubscriptionRequest, context: Any
+    ) -> pb.DeleteSubscriptionResponse:
+        await self._service.delete_subscription(request.subscription_id)
+        return pb.DeleteSubscriptionResponse()
+
+    @_guarded
+    async def AckSubscription(
+        self, request: pb.AckSubscriptionRequest, context: Any
+    ) -> pb.AckSubscriptionResponse:
+        subscription = await self._service.ack(request.subscription_id, request.cursor)
+        return pb.AckSubscriptionResponse(subscription=convert.subscription_to_proto(subscription))
+
+    @_guarded
+    async def SeekSubscription(
+        self, request: pb.SeekSubscriptionRequest, context: Any
+    ) -> pb.SeekSubscriptionResponse:
+        position = request.WhichOneof("position")
+        subscription = await self._service.seek(
+            request.subscription_id,
+            cursor=request.cursor if position == "cursor" else None,
+            timestamp_ns=(
+                convert.timestamp_ns_from_proto(request.timestamp)
+                if position == "timestamp"
+                else None
+            ),
+        )
+        return pb.SeekSubscriptionResponse(subscription=convert.subscription_to_proto(subscription))
 
     @_guarded
     async def PullSubscription(
@@ -179,10 +227,16 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
             request.subscription_id,
             limit=request.limit if request.HasField("limit") else None,
             follow=request.follow,
+            ack_mode=convert.ack_mode_from_proto(request.ack_mode),
+            max_unacked=request.max_unacked,
+            heartbeat_interval=convert.seconds_from_duration(
+                request.heartbeat_interval, request.HasField("heartbeat_interval")
+            ),
         )
         try:
-            async for events in batches:
-                for message in _split_into_messages(events):
+            async for delivery in batches:
+                for message in _split_into_messages(delivery.events):
+                    message.head_cursor = delivery.head_cursor
                     yield message
         finally:
             # Close at once so the batch lock is released even on cancellation.

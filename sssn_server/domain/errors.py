@@ -103,6 +103,20 @@ class TooManyItemsError(ResourceExhaustedError):
     reason = "TOO_MANY_ITEMS"
 
 
+class AbortedError(SSSNError):
+    """The operation was ended by a concurrent one; the caller decides whether to retry."""
+
+
+class SubscriptionTakenOverError(AbortedError):
+    reason = "SUBSCRIPTION_TAKEN_OVER"
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(
+            f"Another stream took over subscription {subscription_id}.",
+            subscription_id=subscription_id,
+        )
+
+
 class UnavailableError(SSSNError):
     """The service cannot serve the request now; retrying later may work."""
 
@@ -121,3 +135,15 @@ class StoreClosedError(UnavailableError):
 
     def __init__(self) -> None:
         super().__init__("The store is closed.")
+
+
+class UnauthenticatedError(SSSNError):
+    """The call carried no valid credentials."""
+
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(SSSNError):
+    """The caller is known but its grants do not cover the request."""
+
+    reason = "PERMISSION_DENIED"

@@ -34,11 +34,29 @@ class CommitNotifier:
                 self._events[channel] = event
         return event
 
-    async def wait(self, event: asyncio.Event) -> None:
-        """Parks until `event` (from `watch`) is set; cancellation leaves nothing behind."""
+    async def wait(
+        self, event: asyncio.Event, *others: asyncio.Event, timeout: float | None = None
+    ) -> bool:
+        """Parks until `event` (from `watch`) or one of `others` is set, or
+        `timeout` seconds pass; returns False on timeout. Cancellation leaves
+        nothing behind."""
         self._waiting += 1
         try:
-            await event.wait()
+            if not others:
+                try:
+                    await asyncio.wait_for(event.wait(), timeout)
+                except TimeoutError:
+                    return False
+                return True
+            waiters = [asyncio.ensure_future(each.wait()) for each in (event, *others)]
+            try:
+                done, _pending = await asyncio.wait(
+                    waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            return bool(done)
         finally:
             self._waiting -= 1
 

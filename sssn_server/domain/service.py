@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 import uuid6
@@ -18,6 +19,8 @@ from .errors import (
     InvalidPayloadError,
     ShuttingDownError,
     StoreReadOnlyError,
+    SubscriptionNotFoundError,
+    SubscriptionTakenOverError,
     TooManyItemsError,
 )
 from .models import (
@@ -32,6 +35,7 @@ from .models import (
     Subscription,
 )
 from .notifier import CommitNotifier
+from .streams import ACK_MODES, AUTO, MANUAL, StreamHandle, StreamStatus
 from .validation import (
     optional_segment,
     optional_token,
@@ -61,6 +65,32 @@ class Limits:
     """Largest artifact payload accepted, in bytes."""
     artifact_chunk_bytes: int = 1 << 20
     """Size of the chunks ReadArtifact streams."""
+    default_max_unacked: int = 1_000
+    """Manual-mode streams pause at this many unacknowledged events unless
+    the request asks for another bound."""
+    heartbeat_interval: float = 15.0
+    """Seconds an idle following stream waits before it sends an empty message."""
+    min_heartbeat_interval: float = 0.01
+    """Shorter requested heartbeat intervals are raised to this."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message of a pull stream: events (none in a heartbeat) and the store's head."""
+
+    events: list[Event]
+    head_cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionLag:
+    """A subscription with how far behind the store it is."""
+
+    subscription: Subscription
+    head_cursor: int
+    """The store's latest cursor."""
+    pending_count: int
+    """Matching events of the channel after the subscription's cursor."""
 
 
 def new_id() -> str:
@@ -78,6 +108,19 @@ class ChannelService:
         self._closing = False
         # Pulls of one subscription take turns so each batch goes to one reader.
         self._pull_locks: weakref.WeakValueDictionary[str, _Lock] = weakref.WeakValueDictionary()
+        # The stream that owns each subscription (following or manual streams).
+        self._owners: dict[str, StreamHandle] = {}
+        # Highest cursor this server delivered per subscription: acknowledging
+        # beyond it would acknowledge events nobody received.
+        self._delivered: dict[str, int] = {}
+        # Bumped by each seek, so an auto-mode batch sent before a seek does
+        # not move the cursor back past the seek's position.
+        self._seeks: dict[str, int] = {}
+        self._head: int | None = None
+        self._open_streams = 0
+        self._no_open_streams = asyncio.Event()
+        self._no_open_streams.set()
+        self._cursor_writes: set[asyncio.Task[None]] = set()
 
     @property
     def closing(self) -> bool:
@@ -85,13 +128,36 @@ class ChannelService:
 
     @property
     def parked_followers(self) -> int:
-        """Following streams currently idle, waiting for a commit."""
+        """Following streams currently idle, waiting for a commit, an ack or a heartbeat."""
         return self._notifier.waiting
+
+    @property
+    def open_streams(self) -> int:
+        """PullSubscription streams open right now (the `sssn_open_streams` gauge)."""
+        return self._open_streams
+
+    def stream_status(self, subscription_id: str) -> StreamStatus | None:
+        """The open stream that owns a subscription, or None."""
+        handle = self._owners.get(subscription_id)
+        return None if handle is None else handle.status()
 
     def begin_shutdown(self) -> None:
         """Ends following streams at once; they resume elsewhere from their cursor."""
         self._closing = True
         self._notifier.close()
+
+    async def wait_streams_ended(self, timeout: float) -> None:
+        """Waits (at most `timeout` seconds) for the streams woken by
+        `begin_shutdown` to send their UNAVAILABLE: cutting calls at once
+        would end them without the `SHUTTING_DOWN` reason."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_open_streams.wait(), timeout)
+
+    async def flush_cursors(self) -> None:
+        """Waits for cursor moves of streams ended by shutdown, so the store
+        closes only after every delivered batch is recorded."""
+        while self._cursor_writes:
+            await asyncio.gather(*self._cursor_writes, return_exceptions=True)
 
     # Channels
 
@@ -132,8 +198,18 @@ class ChannelService:
             for index, event in enumerate(events)
         ]
         stored = await self.store.append_events(prepared)
+        # Only once known: a repeated append returns an older event's cursor.
+        if self._head is not None and stored:
+            self._head = max(self._head, *(event.cursor for event in stored))
         self._notifier.notify({event.channel for event in stored})
         return stored
+
+    async def _head_cursor(self) -> int:
+        """The store's latest cursor, read once and then kept up to date by appends."""
+        if self._head is None:
+            head = await self.store.head_cursor()
+            self._head = max(head, self._head or 0)
+        return self._head
 
     async def get_event(self, event_id: str) -> Event:
         return await self.store.get_event(require_segment("id", event_id))
@@ -184,52 +260,281 @@ class ChannelService:
             require_segment("subscription_id", subscription_id)
         )
 
+    async def get_subscription_lag(self, subscription_id: str) -> SubscriptionLag:
+        """Returns a subscription with the store's head cursor and its pending count."""
+        subscription = await self.get_subscription(subscription_id)
+        head = await self.store.head_cursor()
+        pending = await self.store.count_events(
+            subscription.channel, after_cursor=subscription.cursor, kind=subscription.kind
+        )
+        return SubscriptionLag(subscription, head_cursor=head, pending_count=pending)
+
+    async def list_subscriptions(
+        self, *, channel: str | None, page_size: int, page_token: str
+    ) -> tuple[list[Subscription], str]:
+        """Returns one page of subscriptions by id and the token of the next ("" at the end)."""
+        if page_size < 0:
+            raise InvalidPayloadError("page_size", "must not be negative")
+        channel = optional_segment("channel", channel)
+        size = min(page_size or self.limits.default_page_size, self.limits.max_page_size)
+        after = _decode_page_token(page_token) if page_token else None
+        if channel is not None:
+            await self.store.get_channel(channel)
+        found = await self.store.list_subscriptions(channel=channel, after=after, limit=size + 1)
+        if len(found) > size:
+            return found[:size], _encode_page_token(found[size - 1].id)
+        return found, ""
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        """Deletes a subscription; its open stream ends with SUBSCRIPTION_NOT_FOUND."""
+        require_segment("subscription_id", subscription_id)
+        await self.store.delete_subscription(subscription_id)
+        self._delivered.pop(subscription_id, None)
+        self._seeks.pop(subscription_id, None)
+        handle = self._owners.pop(subscription_id, None)
+        if handle is not None:
+            handle.end(_subscription_gone(subscription_id))
+
+    async def ack(self, subscription_id: str, cursor: int) -> Subscription:
+        """Acknowledges every delivered event up to `cursor` and persists it.
+
+        Raises InvalidPayloadError for a cursor below the persisted one or
+        beyond the last this server delivered on the subscription.
+        """
+        require_segment("subscription_id", subscription_id)
+        require_non_negative("cursor", cursor)
+        if self.store.read_only:
+            raise StoreReadOnlyError()
+        current = await self.store.get_subscription(subscription_id)
+        if cursor < current.cursor:
+            raise InvalidPayloadError(
+                "cursor",
+                f"is below the acknowledged cursor {current.cursor};"
+                " acknowledgements are cumulative",
+                subscription_id=subscription_id,
+            )
+        delivered = max(self._delivered.get(subscription_id, 0), current.cursor)
+        if cursor > delivered:
+            raise InvalidPayloadError(
+                "cursor",
+                f"is beyond the last delivered cursor {delivered}",
+                subscription_id=subscription_id,
+            )
+        if cursor > current.cursor:
+            await self.store.advance_subscription(subscription_id, cursor)
+        handle = self._owners.get(subscription_id)
+        if handle is not None:
+            handle.acked(cursor)
+        return replace(current, cursor=cursor)
+
+    async def seek(
+        self, subscription_id: str, *, cursor: int | None, timestamp_ns: int | None
+    ) -> Subscription:
+        """Moves a subscription so the next event delivered is the first after
+        `cursor`, or the first at or after `timestamp_ns`."""
+        require_segment("subscription_id", subscription_id)
+        if cursor is None and timestamp_ns is None:
+            raise InvalidPayloadError("position", "set either cursor or timestamp")
+        if cursor is not None:
+            require_non_negative("cursor", cursor)
+        subscription = await self.store.get_subscription(subscription_id)
+        if cursor is None:
+            assert timestamp_ns is not None
+            first = await self.store.first_cursor_at(subscription.channel, timestamp_ns)
+            # Nothing that recent yet: only events appended from now on.
+            cursor = first - 1 if first is not None else await self.store.head_cursor()
+        self._seeks[subscription_id] = self._seeks.get(subscription_id, 0) + 1
+        moved = await self.store.seek_subscription(subscription_id, cursor)
+        self._delivered[subscription_id] = cursor
+        handle = self._owners.get(subscription_id)
+        if handle is not None:
+            handle.reset(cursor)
+        return moved
+
     async def pull(
-        self, subscription_id: str, *, limit: int | None, follow: bool
-    ) -> AsyncGenerator[list[Event], None]:
+        self,
+        subscription_id: str,
+        *,
+        limit: int | None,
+        follow: bool,
+        ack_mode: str = AUTO,
+        max_unacked: int = 0,
+        heartbeat_interval: float | None = None,
+    ) -> AsyncGenerator[Delivery, None]:
         """Yields batches of a subscription's pending events in cursor order.
 
-        The cursor moves past a batch when the consumer asks for the next one
-        (that is, once the batch was sent), so a stream cut mid-send delivers
-        that batch again rather than losing it. Without `follow` it stops
-        after `limit` events (default: the subscription's batch size) or when
-        nothing is pending; with `follow` it waits for commits, `limit` being
-        the most events per batch, until cancelled or the server shuts down.
+        In auto mode the cursor moves past a batch when the consumer asks for
+        the next one (that is, once the batch was sent), so a stream cut
+        mid-send delivers that batch again rather than losing it. In manual
+        mode it moves only on `ack`, and the stream pauses while
+        `max_unacked` (0: the server default) events are unacknowledged.
+        Without `follow` it stops after `limit` events (default: the
+        subscription's batch size) or when nothing more can be sent; with
+        `follow` it waits for commits, `limit` being the most events per
+        batch, and yields a heartbeat (no events) after `heartbeat_interval`
+        seconds without a message, until cancelled, taken over by another
+        stream, or the server shuts down.
         """
         require_segment("subscription_id", subscription_id)
         if limit is not None:
             require_positive("limit", limit)
+        if ack_mode not in ACK_MODES:
+            raise InvalidPayloadError("ack_mode", f"must be one of {', '.join(ACK_MODES)}")
+        if max_unacked < 0:
+            raise InvalidPayloadError("max_unacked", "must not be negative")
+        if heartbeat_interval is not None and heartbeat_interval < 0:
+            raise InvalidPayloadError("heartbeat_interval", "must not be negative")
         if self.store.read_only:
             raise StoreReadOnlyError()
         if self._closing:
             raise ShuttingDownError()
         subscription = await self.store.get_subscription(subscription_id)
-        per_batch = limit or subscription.batch_size
+        manual = ack_mode == MANUAL
+        handle: StreamHandle | None = None
+        if follow or manual:
+            handle = self._take_over(subscription_id, ack_mode, subscription.cursor)
+        self._open_streams += 1
+        self._no_open_streams.clear()
+        try:
+            async for delivery in self._stream(
+                subscription,
+                handle,
+                per_batch=limit or subscription.batch_size,
+                follow=follow,
+                window=max_unacked or self.limits.default_max_unacked,
+                heartbeat=max(
+                    heartbeat_interval or self.limits.heartbeat_interval,
+                    self.limits.min_heartbeat_interval,
+                ),
+            ):
+                yield delivery
+        finally:
+            self._open_streams -= 1
+            if not self._open_streams:
+                self._no_open_streams.set()
+            if handle is not None and self._owners.get(subscription_id) is handle:
+                del self._owners[subscription_id]
+
+    def _take_over(self, subscription_id: str, ack_mode: str, cursor: int) -> StreamHandle:
+        previous = self._owners.get(subscription_id)
+        if previous is not None:
+            previous.end(SubscriptionTakenOverError(subscription_id))
+        handle = self._owners[subscription_id] = StreamHandle(subscription_id, ack_mode, cursor)
+        return handle
+
+    async def _stream(
+        self,
+        subscription: Subscription,
+        handle: StreamHandle | None,
+        *,
+        per_batch: int,
+        follow: bool,
+        window: int,
+        heartbeat: float,
+    ) -> AsyncGenerator[Delivery, None]:
+        subscription_id = subscription.id
+        manual = handle is not None and handle.ack_mode == MANUAL
         remaining = None if follow else per_batch
         lock = self._pull_locks.setdefault(subscription_id, _Lock())
+        loop = asyncio.get_running_loop()
+        last_sent = loop.time()
         while True:
+            if handle is not None:
+                handle.check()
+                # Cleared before reading, so an ack or seek after the read wakes us.
+                handle.wake.clear()
             if follow and self._closing:
                 raise ShuttingDownError()
             wakeup = self._notifier.watch(subscription.channel)
             size = per_batch if remaining is None else min(per_batch, remaining)
-            async with lock:
-                current = await self.store.get_subscription(subscription_id)
-                events = await self.store.query_events(
-                    current.channel, after_cursor=current.cursor, limit=size, kind=current.kind
-                )
+            if manual:
+                assert handle is not None
+                events = await self._next_manual_batch(handle, size, window)
                 if events:
-                    yield events
-                    # The batch was sent: record that even if the stream is
-                    # cancelled now, and before the next reader takes the lock.
-                    await _uninterruptible(
-                        self.store.advance_subscription(subscription_id, events[-1].cursor)
+                    handle.sending = True
+                    try:
+                        yield Delivery(events, await self._head_after(events))
+                    finally:
+                        handle.sending = False
+            else:
+                async with lock:
+                    current = await self.store.get_subscription(subscription_id)
+                    seeks = self._seeks.get(subscription_id, 0)
+                    events = await self.store.query_events(
+                        current.channel, after_cursor=current.cursor, limit=size, kind=current.kind
                     )
+                    if events:
+                        self._note_delivered(subscription_id, events[-1].cursor)
+                        if handle is not None:
+                            handle.delivered([events[-1].cursor])
+                            handle.sending = True
+                        try:
+                            yield Delivery(events, await self._head_after(events))
+                        finally:
+                            if handle is not None:
+                                handle.sending = False
+                        # The batch was sent: record that even if the stream is
+                        # cancelled now, and before the next reader takes the
+                        # lock; a seek meanwhile decides the position instead.
+                        if self._seeks.get(subscription_id, 0) == seeks:
+                            await self._record_delivery(subscription_id, events[-1].cursor)
+            if events:
+                last_sent = loop.time()
             if remaining is not None:
                 remaining -= len(events)
                 if remaining <= 0 or len(events) < size:
                     return
             elif not events:
-                await self._notifier.wait(wakeup)
+                others = () if handle is None else (handle.wake,)
+                timeout = heartbeat - (loop.time() - last_sent)
+                woken = timeout > 0 and await self._notifier.wait(wakeup, *others, timeout=timeout)
+                if not woken and not self._closing and (handle is None or handle.error is None):
+                    if handle is not None:
+                        handle.sending = True
+                    try:
+                        yield Delivery([], await self._head_cursor())
+                    finally:
+                        if handle is not None:
+                            handle.sending = False
+                    last_sent = loop.time()
+
+    async def _next_manual_batch(self, handle: StreamHandle, size: int, window: int) -> list[Event]:
+        """The next events a manual stream may send, none while it waits for acks."""
+        current = await self.store.get_subscription(handle.subscription_id)
+        room = window - len(handle.unacked)
+        handle.paused = room <= 0
+        if handle.paused:
+            return []
+        events = await self.store.query_events(
+            current.channel,
+            after_cursor=max(handle.position, current.cursor),
+            limit=min(size, room),
+            kind=current.kind,
+        )
+        if events:
+            # Counted as delivered before the send: the consumer may ack
+            # them before this stream resumes after handing them over.
+            handle.delivered([event.cursor for event in events])
+            self._note_delivered(handle.subscription_id, events[-1].cursor)
+        return events
+
+    def _note_delivered(self, subscription_id: str, cursor: int) -> None:
+        self._delivered[subscription_id] = max(self._delivered.get(subscription_id, 0), cursor)
+
+    async def _head_after(self, events: list[Event]) -> int:
+        return max(await self._head_cursor(), events[-1].cursor)
+
+    async def _record_delivery(self, subscription_id: str, cursor: int) -> None:
+        """Moves the cursor past a sent batch, to the end even if the stream is
+        cancelled meanwhile; `flush_cursors` waits for it on shutdown."""
+        task = asyncio.ensure_future(self.store.advance_subscription(subscription_id, cursor))
+        self._cursor_writes.add(task)
+        task.add_done_callback(self._cursor_writes.discard)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
 
     # Artifacts
 
@@ -301,15 +606,10 @@ class _Lock:
         self._lock.release()
 
 
-async def _uninterruptible(operation: Awaitable[None]) -> None:
-    """Awaits `operation` to its end even if the caller is cancelled meanwhile,
-    then lets the cancellation continue."""
-    task = asyncio.ensure_future(operation)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
+def _subscription_gone(subscription_id: str) -> SubscriptionNotFoundError:
+    return SubscriptionNotFoundError(
+        f"Subscription not found: {subscription_id}", subscription_id=subscription_id
+    )
 
 
 def _prepare_event(event: Event, field: str, now_ns: int) -> Event:

@@ -57,6 +57,11 @@ MIGRATIONS: tuple[str, ...] = (
       metadata TEXT NOT NULL
     );
     """,
+    # 2: SeekSubscription by timestamp finds the first event at or after an
+    # instant without scanning the channel.
+    """
+    CREATE INDEX events_by_channel_timestamp ON events(channel, timestamp_ns);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

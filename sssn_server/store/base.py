@@ -92,6 +92,15 @@ class Store(abc.ABC):
     async def head_cursor(self) -> int:
         """Returns the greatest cursor ever assigned (0 for an empty store)."""
 
+    @abc.abstractmethod
+    async def count_events(self, channel: str, *, after_cursor: int, kind: str | None) -> int:
+        """Counts a channel's events after a cursor (of one kind, if given)."""
+
+    @abc.abstractmethod
+    async def first_cursor_at(self, channel: str, timestamp_ns: int) -> int | None:
+        """Returns the smallest cursor of the channel's events with a timestamp
+        at or after `timestamp_ns`, or None if there is none."""
+
     # Subscriptions
 
     @abc.abstractmethod
@@ -106,6 +115,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def advance_subscription(self, subscription_id: str, cursor: int) -> None:
         """Moves a subscription's cursor forward to `cursor` (never backward)."""
+
+    @abc.abstractmethod
+    async def seek_subscription(self, subscription_id: str, cursor: int) -> Subscription:
+        """Sets a subscription's cursor to `cursor`, backward or forward, and
+        returns the subscription; raises SubscriptionNotFoundError."""
+
+    @abc.abstractmethod
+    async def list_subscriptions(
+        self, *, channel: str | None, after: str | None, limit: int
+    ) -> list[Subscription]:
+        """Returns up to `limit` subscriptions with ids greater than `after`, by
+        id, only those of `channel` when given."""
+
+    @abc.abstractmethod
+    async def delete_subscription(self, subscription_id: str) -> None:
+        """Deletes a subscription; raises SubscriptionNotFoundError."""
 
     # Artifacts
 

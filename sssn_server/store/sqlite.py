@@ -383,6 +383,26 @@ class SQLiteStore(Store):
         rows = await self._read("SELECT coalesce(max(cursor), 0) FROM events")
         return int(rows[0][0])
 
+    async def count_events(self, channel: str, *, after_cursor: int, kind: str | None) -> int:
+        if kind is None:
+            rows = await self._read(
+                "SELECT count(*) FROM events WHERE channel = ? AND cursor > ?",
+                (channel, after_cursor),
+            )
+        else:
+            rows = await self._read(
+                "SELECT count(*) FROM events WHERE channel = ? AND kind = ? AND cursor > ?",
+                (channel, kind, after_cursor),
+            )
+        return int(rows[0][0])
+
+    async def first_cursor_at(self, channel: str, timestamp_ns: int) -> int | None:
+        rows = await self._read(
+            "SELECT min(cursor) FROM events WHERE channel = ? AND timestamp_ns >= ?",
+            (channel, timestamp_ns),
+        )
+        return None if rows[0][0] is None else int(rows[0][0])
+
     # Subscriptions
 
     async def create_subscription(self, subscription: Subscription) -> Subscription:
@@ -433,6 +453,44 @@ class SQLiteStore(Store):
                 (cursor, subscription_id),
             )
             if changed.rowcount == 0:
+                raise _subscription_not_found(subscription_id)
+
+        await self._write(work)
+
+    async def seek_subscription(self, subscription_id: str, cursor: int) -> Subscription:
+        async def work(db: aiosqlite.Connection) -> Subscription:
+            rows = await db.execute_fetchall(
+                f"UPDATE subscriptions SET cursor = ? WHERE id = ?"
+                f" RETURNING {_SUBSCRIPTION_COLUMNS}",
+                (cursor, subscription_id),
+            )
+            for row in rows:
+                return _subscription(row)
+            raise _subscription_not_found(subscription_id)
+
+        return await self._write(work)
+
+    async def list_subscriptions(
+        self, *, channel: str | None, after: str | None, limit: int
+    ) -> list[Subscription]:
+        if channel is None:
+            sql = (
+                f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id > ?"
+                " ORDER BY id LIMIT ?"
+            )
+            parameters: tuple[Any, ...] = (after or "", limit)
+        else:
+            sql = (
+                f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions"
+                " WHERE channel = ? AND id > ? ORDER BY id LIMIT ?"
+            )
+            parameters = (channel, after or "", limit)
+        return [_subscription(row) for row in await self._read(sql, parameters)]
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        async def work(db: aiosqlite.Connection) -> None:
+            deleted = await db.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
+            if deleted.rowcount == 0:
                 raise _subscription_not_found(subscription_id)
 
         await self._write(work)
