@@ -3,6 +3,7 @@
 from ._async import AsyncEventStream, AsyncSSSNClient
 from ._config import DEFAULT_TARGET, DEFAULT_TIMEOUT
 from ._errors import (
+    AbortedError,
     AlreadyExistsError,
     ArtifactIntegrityError,
     ArtifactNotFoundError,
@@ -17,6 +18,7 @@ from ._errors import (
     InternalError,
     InvalidPayloadError,
     NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
     ServerShuttingDownError,
     SnapshotNotFoundError,
@@ -25,7 +27,9 @@ from ._errors import (
     StoreReadOnlyError,
     SubscriptionExistsError,
     SubscriptionNotFoundError,
+    SubscriptionTakenOverError,
     TooManyItemsError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from ._models import CHANNEL_FORMS, Artifact, Channel, Event, Snapshot, Subscription
@@ -37,6 +41,7 @@ __all__ = [
     "CHANNEL_FORMS",
     "DEFAULT_TARGET",
     "DEFAULT_TIMEOUT",
+    "AbortedError",
     "AlreadyExistsError",
     "Artifact",
     "ArtifactIntegrityError",
@@ -57,6 +62,7 @@ __all__ = [
     "InternalError",
     "InvalidPayloadError",
     "NotFoundError",
+    "PermissionDeniedError",
     "ResourceExhaustedError",
     "SSSNClient",
     "SSSNClientError",
@@ -68,7 +74,9 @@ __all__ = [
     "Subscription",
     "SubscriptionExistsError",
     "SubscriptionNotFoundError",
+    "SubscriptionTakenOverError",
     "TooManyItemsError",
+    "UnauthenticatedError",
     "UnavailableError",
     "__version__",
 ]

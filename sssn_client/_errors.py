@@ -176,6 +176,34 @@ class ServerShuttingDownError(UnavailableError):
     default_error_type = "SHUTTING_DOWN"
 
 
+class AbortedError(SSSNClientError):
+    """ABORTED: a concurrent operation ended this one."""
+
+    default_status = grpc.StatusCode.ABORTED
+    default_error_type = "ABORTED"
+
+
+class SubscriptionTakenOverError(AbortedError):
+    """Another stream opened on the subscription and owns it now; `subscribe()`
+    raises it instead of reconnecting, so two workers never fight over it."""
+
+    default_error_type = "SUBSCRIPTION_TAKEN_OVER"
+
+
+class UnauthenticatedError(SSSNClientError):
+    """UNAUTHENTICATED: the server requires a bearer token and got none or an unknown one."""
+
+    default_status = grpc.StatusCode.UNAUTHENTICATED
+    default_error_type = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(SSSNClientError):
+    """PERMISSION_DENIED: the token's grants do not cover the channel (see `resource`)."""
+
+    default_status = grpc.StatusCode.PERMISSION_DENIED
+    default_error_type = "PERMISSION_DENIED"
+
+
 class DeadlineExceededError(SSSNClientError):
     """DEADLINE_EXCEEDED: the call did not finish within its deadline."""
 
@@ -215,6 +243,9 @@ _BY_REASON: dict[str, type[SSSNClientError]] = {
         TooManyItemsError,
         ServerShuttingDownError,
         InternalError,
+        SubscriptionTakenOverError,
+        UnauthenticatedError,
+        PermissionDeniedError,
     )
 }
 
@@ -232,6 +263,9 @@ _BY_STATUS: dict[grpc.StatusCode, type[SSSNClientError]] = {
         DeadlineExceededError,
         InternalError,
         ArtifactIntegrityError,
+        AbortedError,
+        UnauthenticatedError,
+        PermissionDeniedError,
     )
 }
 

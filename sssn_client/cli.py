@@ -11,7 +11,10 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
+
+import grpc
 
 from ._config import DEFAULT_TARGET, DEFAULT_TIMEOUT
 from ._errors import (
@@ -22,10 +25,12 @@ from ._errors import (
     FailedPreconditionError,
     InvalidPayloadError,
     NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
     SSSNClientError,
     SSSNError,
     SubscriptionNotFoundError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from ._models import Artifact, Channel, Event, Snapshot, Subscription
@@ -43,6 +48,8 @@ EXIT_CODES: tuple[tuple[type[SSSNError], int, str], ...] = (
     (UnavailableError, 8, "UNAVAILABLE: server unreachable or SHUTTING_DOWN"),
     (DeadlineExceededError, 9, "DEADLINE_EXCEEDED: no answer within --timeout"),
     (ArtifactIntegrityError, 10, "DATA_LOSS: ARTIFACT_INTEGRITY (size or sha256 mismatch)"),
+    (UnauthenticatedError, 11, "UNAUTHENTICATED: no valid token (--token, SSSN_TOKEN)"),
+    (PermissionDeniedError, 12, "PERMISSION_DENIED: the token's grants exclude the channel"),
 )
 EXIT_OTHER_ERROR = 1
 EXIT_USAGE = 2
@@ -329,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_TIMEOUT,
         help=f"deadline of each call in seconds (default: {DEFAULT_TIMEOUT:g})",
     )
+    _add_connection_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
@@ -488,7 +496,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        with SSSNClient(args.target, timeout=args.timeout) as client:
+        credentials, metadata = _connection(args)
+        with SSSNClient(
+            args.target, timeout=args.timeout, credentials=credentials, metadata=metadata
+        ) as client:
             _HANDLERS[args.command](client, args)
     except _UsageError as exc:
         # The command line parsed, so one line without the usage text, like other errors.
@@ -507,6 +518,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return 0
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """TLS and token options matching the server's `--tls-*` and `--auth-tokens`."""
+    env = os.environ.get
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=env("SSSN_TLS", "").lower() in {"1", "true", "yes", "on"},
+        help="connect with TLS, trusting the system's CAs [SSSN_TLS]",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        default=env("SSSN_TLS_CA"),
+        help="connect with TLS, trusting this CA bundle (implies --tls) [SSSN_TLS_CA]",
+    )
+    parser.add_argument(
+        "--tls-client-cert",
+        metavar="PEM",
+        default=env("SSSN_TLS_CLIENT_CERT"),
+        help="client certificate for servers that require one (mTLS) [SSSN_TLS_CLIENT_CERT]",
+    )
+    parser.add_argument(
+        "--tls-client-key",
+        metavar="PEM",
+        default=env("SSSN_TLS_CLIENT_KEY"),
+        help="private key of --tls-client-cert [SSSN_TLS_CLIENT_KEY]",
+    )
+    parser.add_argument(
+        "--token",
+        default=env("SSSN_TOKEN"),
+        help="bearer token sent as `authorization` metadata; prefer the variable, "
+        "which stays out of the process list [SSSN_TOKEN]",
+    )
+
+
+def _connection(
+    args: argparse.Namespace,
+) -> tuple[grpc.ChannelCredentials | None, dict[str, str] | None]:
+    metadata = {"authorization": f"Bearer {args.token}"} if args.token else None
+    if not (args.tls or args.tls_ca or args.tls_client_cert or args.tls_client_key):
+        return None, metadata
+    if bool(args.tls_client_cert) != bool(args.tls_client_key):
+        raise _UsageError("--tls-client-cert and --tls-client-key go together")
+    try:
+        root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+        cert = Path(args.tls_client_cert).read_bytes() if args.tls_client_cert else None
+        key = Path(args.tls_client_key).read_bytes() if args.tls_client_key else None
+    except OSError as exc:
+        raise _UsageError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    credentials = grpc.ssl_channel_credentials(root, private_key=key, certificate_chain=cert)
+    return credentials, metadata
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
@@ -86,12 +87,144 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request message accepted [SSSN_MAX_MESSAGE_BYTES] (default: 4 MiB)",
     )
     parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=float(_env("HEARTBEAT_INTERVAL", _DEFAULTS.heartbeat_interval)),
+        help=(
+            "seconds an idle following stream waits before it sends an empty message "
+            "[SSSN_HEARTBEAT_INTERVAL] (default: 15)"
+        ),
+    )
+    _add_mesh_arguments(parser)
+    parser.add_argument(
         "--log-level",
         default=_env("LOG_LEVEL", "INFO"),
         help="logging level [SSSN_LOG_LEVEL] (default: INFO)",
     )
     parser.add_argument("--version", action="version", version=f"sssn-server {__version__}")
     return parser
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(f"SSSN_{name}")
+    return Path(value) if value else None
+
+
+def _add_mesh_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags for running behind proxies and meshes: health is always on;
+    reflection, keepalive, TLS, tokens, metrics and the access log (issue 6)."""
+    parser.add_argument(
+        "--no-reflection",
+        dest="reflection",
+        action="store_false",
+        default=not _env_flag("NO_REFLECTION"),
+        help="do not serve gRPC server reflection (on by default) [SSSN_NO_REFLECTION]",
+    )
+    seconds = [
+        ("keepalive-time", "seconds of silence before the server pings a client"),
+        ("keepalive-timeout", "seconds to wait for a ping's answer before closing"),
+        ("min-ping-interval", "shortest client ping interval accepted without GOAWAY"),
+        ("max-connection-idle", "close connections without calls after this; 0 never"),
+        ("max-connection-age", "send GOAWAY after this to rebalance; 0 never"),
+        ("max-connection-age-grace", "time calls get after a max-age GOAWAY"),
+    ]
+    for flag, meaning in seconds:
+        env = flag.upper().replace("-", "_")
+        default = getattr(_DEFAULTS, env.lower())
+        parser.add_argument(
+            f"--{flag}",
+            type=float,
+            metavar="SECONDS",
+            default=float(_env(env, default)),
+            help=f"{meaning} [SSSN_{env}] (default: {default:g})",
+        )
+    parser.add_argument(
+        "--max-send-message-bytes",
+        type=int,
+        default=int(_env("MAX_SEND_MESSAGE_BYTES", _DEFAULTS.max_send_message_bytes)),
+        help="largest response message sent; 0 for gRPC's default, unlimited "
+        "[SSSN_MAX_SEND_MESSAGE_BYTES] (default: 0)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        default=_env_path("TLS_CERT"),
+        help="certificate chain; with --tls-key, serve TLS [SSSN_TLS_CERT]",
+    )
+    parser.add_argument(
+        "--tls-key",
+        type=Path,
+        metavar="PEM",
+        default=_env_path("TLS_KEY"),
+        help="private key of --tls-cert [SSSN_TLS_KEY]",
+    )
+    parser.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        default=_env_path("TLS_CLIENT_CA"),
+        help="require client certificates signed by this CA (mTLS) [SSSN_TLS_CLIENT_CA]",
+    )
+    parser.add_argument(
+        "--auth-tokens",
+        type=Path,
+        metavar="FILE",
+        default=_env_path("AUTH_TOKENS"),
+        help="TOML (or JSON) file of bearer tokens and their read/write/admin channel "
+        "grants; every StoreService call then needs one [SSSN_AUTH_TOKENS] (default: off)",
+    )
+    metrics_port = os.environ.get("SSSN_METRICS_PORT")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        default=int(metrics_port) if metrics_port else None,
+        help="serve Prometheus metrics on http://HOST:PORT/metrics [SSSN_METRICS_PORT] "
+        "(default: off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        default=os.environ.get("SSSN_METRICS_HOST") or None,
+        help="interface of the metrics endpoint [SSSN_METRICS_HOST] (default: --host)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        default=_env_flag("ACCESS_LOG"),
+        help="log one JSON line per call (method, status, duration, peer, principal) "
+        "to stderr [SSSN_ACCESS_LOG]",
+    )
+
+
+_MESH_SETTINGS = (
+    "reflection",
+    "keepalive_time",
+    "keepalive_timeout",
+    "min_ping_interval",
+    "max_connection_idle",
+    "max_connection_age",
+    "max_connection_age_grace",
+    "max_send_message_bytes",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "auth_tokens",
+    "metrics_port",
+    "metrics_host",
+    "access_log",
+)
+
+
+def _configure_access_log() -> None:
+    # Bare JSON lines, not the human format, so log shippers parse them as is.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access = logging.getLogger("sssn_server.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,10 +243,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         grace=args.grace,
         max_artifact_bytes=args.max_artifact_bytes,
         max_message_bytes=args.max_message_bytes,
+        heartbeat_interval=args.heartbeat_interval,
     )
+    # Issue 6's settings, copied by name from the parsed flags.
+    config = replace(config, **{name: getattr(args, name) for name in _MESH_SETTINGS})
+    if config.access_log:
+        _configure_access_log()
     try:
         asyncio.run(serve(config))
     except FileNotFoundError as exc:  # --read-only on a missing store
+        print(f"sssn-server: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a malformed tokens file or TLS settings
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from types import TracebackType
+from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
-from sssn_proto.v1 import store_service_pb2_grpc
+from sssn_proto.v1 import store_service_pb2, store_service_pb2_grpc
 
 from .api import StoreServicer
+from .api._auth import AuthInterceptor, TokenTable
+from .api._metrics import Metrics, MetricsInterceptor
 from .config import DURABILITY_LEVELS, ServerConfig
 from .domain.service import ChannelService, Limits
 from .store.sqlite import SQLiteStore
@@ -22,6 +29,61 @@ log = logging.getLogger(__name__)
 def join_host_port(host: str, port: int) -> str:
     """Formats an address, bracketing IPv6 literals."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+STORE_SERVICE = store_service_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name
+SERVICE_NAMES = (STORE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def server_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """gRPC channel arguments for connection management, from the settings.
+
+    Limits set to 0 are left out, which keeps gRPC's default (off/unlimited).
+    """
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", _ms(config.keepalive_time)),
+        ("grpc.keepalive_timeout_ms", _ms(config.keepalive_timeout)),
+        # Let clients keep idle connections alive with pings between calls,
+        # and let the server's own pings go on while a stream is quiet.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", _ms(config.min_ping_interval)),
+    ]
+    if config.max_connection_idle > 0:
+        options.append(("grpc.max_connection_idle_ms", _ms(config.max_connection_idle)))
+    if config.max_connection_age > 0:
+        options.append(("grpc.max_connection_age_ms", _ms(config.max_connection_age)))
+        options.append(("grpc.max_connection_age_grace_ms", _ms(config.max_connection_age_grace)))
+    if config.max_send_message_bytes > 0:
+        options.append(("grpc.max_send_message_length", config.max_send_message_bytes))
+    return options
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the settings (None: plaintext); mTLS with a client CA.
+
+    Raises:
+        ValueError: only one of the certificate and the key is given, or a
+            client CA without them.
+    """
+    if config.tls_cert is None and config.tls_key is None:
+        if config.tls_client_ca is not None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
 
 
 class SSSNServer:
@@ -35,10 +97,18 @@ class SSSNServer:
             synchronous=DURABILITY_LEVELS[config.durability],
         )
         self.service = ChannelService(
-            self.store, Limits(max_artifact_bytes=config.max_artifact_bytes)
+            self.store,
+            Limits(
+                max_artifact_bytes=config.max_artifact_bytes,
+                heartbeat_interval=config.heartbeat_interval,
+            ),
         )
         self._server: grpc.aio.Server | None = None
         self.port = 0
+        self.health = health.aio.HealthServicer()
+        self.metrics = Metrics() if config.metrics_port is not None else None
+        self.metrics_port: int | None = None
+        self._metrics_http: Any = None
 
     @property
     def address(self) -> str:
@@ -47,30 +117,75 @@ class SSSNServer:
 
     async def start(self) -> None:
         """Opens the store, then starts serving; sets `port` to the bound port."""
+        # Read the tokens and certificates first: a bad file fails the start
+        # before anything is opened.
+        tokens = TokenTable.load(self.config.auth_tokens) if self.config.auth_tokens else None
+        credentials = server_credentials(self.config)
         await self.store.open()
+        # A fresh health servicer per start: one that entered graceful
+        # shutdown never reports SERVING again.
+        self.health = health.aio.HealthServicer()
+        server: grpc.aio.Server | None = None
         try:
-            server = grpc.aio.server(
-                options=[
-                    ("grpc.max_receive_message_length", self.config.max_message_bytes),
-                    ("grpc.so_reuseport", 0),
-                ]
-            )
+            interceptors: list[grpc.aio.ServerInterceptor] = []
+            if self.metrics is not None or self.config.access_log:
+                interceptors.append(
+                    MetricsInterceptor(self.metrics, log_calls=self.config.access_log)
+                )
+            if tokens is not None:
+                interceptors.append(AuthInterceptor(tokens, self.service))
+            server = grpc.aio.server(interceptors=interceptors, options=server_options(self.config))
             register = store_service_pb2_grpc.add_StoreServiceServicer_to_server
             register(StoreServicer(self.service), server)  # type: ignore[no-untyped-call]
-            self.port = server.add_insecure_port(join_host_port(self.config.host, self.config.port))
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+            if self.config.reflection:
+                reflection.enable_server_reflection(SERVICE_NAMES, server)
+            address = join_host_port(self.config.host, self.config.port)
+            if credentials is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, credentials)
+            # The store is open: probes may route traffic here from now on.
+            for service in ("", STORE_SERVICE):
+                await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
             await server.start()
+            if self.metrics is not None:
+                self._start_metrics_endpoint(self.metrics)
         except BaseException:
+            if server is not None:
+                await server.stop(0)
             await self.store.close()
             raise
         self._server = server
+
+    def _start_metrics_endpoint(self, metrics: Metrics) -> None:
+        host = self.config.metrics_host or self.config.host
+        http_server, thread = start_http_server(
+            self.config.metrics_port or 0, addr=host, registry=metrics.registry
+        )
+        self._metrics_http = (http_server, thread)
+        self.metrics_port = int(http_server.server_port)
 
     async def stop(self, grace: float | None = None) -> None:
         """Ends following streams with UNAVAILABLE at once, gives unary calls
         `grace` seconds, then closes the store."""
         self.service.begin_shutdown()
+        # Probes see NOT_SERVING from the first moment of the drain, so
+        # balancers stop routing new calls here (issue 6).
+        await self.health.enter_graceful_shutdown()
+        # Woken streams need a few loop turns to send UNAVAILABLE (issue 4).
+        await self.service.wait_streams_ended(timeout=1.0)
         if self._server is not None:
             await self._server.stop(self.config.grace if grace is None else grace)
             self._server = None
+        if self._metrics_http is not None:
+            http_server, thread = self._metrics_http
+            http_server.shutdown()
+            http_server.server_close()
+            thread.join()
+            self._metrics_http = None
+        # Streams ended above may still be recording their last batch (issue 4).
+        await self.service.flush_cursors()
         await self.store.close()
 
     async def __aenter__(self) -> SSSNServer:
@@ -84,6 +199,14 @@ class SSSNServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _exit_now(signum: int) -> None:
+    # Every acknowledged write is already committed, so nothing is lost by
+    # not closing the store; exit like a process killed by that signal.
+    log.warning("second signal: exiting without waiting for calls in flight")
+    logging.shutdown()
+    os._exit(128 + signum)
 
 
 async def serve(config: ServerConfig) -> None:
@@ -102,6 +225,9 @@ async def serve(config: ServerConfig) -> None:
     try:
         await stopping.wait()
         log.info("shutting down")
+        # A second signal means "now": skip what is left of the grace period.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, _exit_now, signum)
     finally:
         await server.stop()
     print("sssn-server stopped", flush=True)

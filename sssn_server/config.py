@@ -30,3 +30,46 @@ class ServerConfig:
     """Largest artifact accepted, in bytes."""
     max_message_bytes: int = 4 << 20
     """Largest request message accepted, in bytes (gRPC's default is 4 MiB)."""
+    heartbeat_interval: float = 15.0
+    """Seconds an idle following stream waits before it sends an empty message
+    (issue 4); a request's `heartbeat_interval` overrides it."""
+    # Mesh readiness (issue 6). Durations are seconds; 0 turns a limit off.
+    reflection: bool = True
+    """Serve gRPC server reflection so generic tools can list and call the API."""
+    keepalive_time: float = 30.0
+    """Seconds of silence on a connection before the server pings the client;
+    keeps idle following streams alive through proxies and NATs that drop quiet
+    connections after about a minute, and finds dead peers."""
+    keepalive_timeout: float = 20.0
+    """Seconds the server waits for a ping's answer before closing the connection."""
+    min_ping_interval: float = 10.0
+    """Shortest interval between client pings the server accepts; clients that
+    ping more often are sent GOAWAY `too_many_pings`. gRPC's default of 5
+    minutes would reject clients that ping every 30 s."""
+    max_connection_idle: float = 0.0
+    """Close a connection after this many seconds without calls; 0 never."""
+    max_connection_age: float = 0.0
+    """Ask clients to reconnect (GOAWAY) after this many seconds, to rebalance
+    behind L4 load balancers; 0 never. Following streams then end with
+    UNAVAILABLE after the age grace and resume from their cursor."""
+    max_connection_age_grace: float = 60.0
+    """Seconds calls get to finish after a max-age GOAWAY before being cut."""
+    max_send_message_bytes: int = 0
+    """Largest response message sent, in bytes; 0 leaves gRPC's default
+    (unlimited; streams already send messages of at most 3 MiB)."""
+    tls_cert: Path | None = None
+    """PEM certificate chain; with `tls_key`, serve TLS instead of plaintext."""
+    tls_key: Path | None = None
+    """PEM private key of `tls_cert`."""
+    tls_client_ca: Path | None = None
+    """PEM CA bundle; when set, clients must present a certificate it signed (mTLS)."""
+    auth_tokens: Path | None = None
+    """TOML or JSON file of bearer tokens and their channel grants; when set,
+    every StoreService call needs `authorization: Bearer <token>`."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics over HTTP on this port (0 picks one); None for off."""
+    metrics_host: str | None = None
+    """Interface of the metrics endpoint; None uses `host`."""
+    access_log: bool = False
+    """Log one JSON line per call (method, status, duration, peer, principal)
+    on the `sssn_server.access` logger."""

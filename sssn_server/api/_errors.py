@@ -8,12 +8,15 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ..domain.errors import (
+    AbortedError,
     AlreadyExistsError,
     FailedPreconditionError,
     InvalidPayloadError,
     NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
     SSSNError,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -26,6 +29,9 @@ _CODES: tuple[tuple[type[SSSNError], grpc.StatusCode], ...] = (
     (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (AbortedError, grpc.StatusCode.ABORTED),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
 )
 
 

@@ -1,0 +1,341 @@
+"""Bearer-token authentication and channel-scoped authorization, as a grpc.aio interceptor."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import tomllib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from sssn_proto.v1 import store_service_pb2 as pb
+
+from ..domain.errors import (
+    InvalidPayloadError,
+    NotFoundError,
+    PermissionDeniedError,
+    SSSNError,
+    UnauthenticatedError,
+)
+from ..domain.service import ChannelService
+from ._calls import STORE_SERVICE_PREFIX, Behavior, current_call, wrap_handler
+from ._errors import to_status
+
+log = logging.getLogger(__name__)
+
+READ, WRITE, ADMIN = "read", "write", "admin"
+PERMISSIONS = (READ, WRITE, ADMIN)
+
+# A channel of None stands for a resource without a channel (artifacts and
+# snapshots may have none); only the pattern "*" covers those.
+_NO_CHANNEL: None = None
+# The resource a request names does not exist (or the name is malformed):
+# the handler answers NOT_FOUND/INVALID_ARGUMENT itself, which reveals nothing
+# the caller could not learn by guessing ids.
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A caller and the channel-name glob patterns it holds for each permission."""
+
+    name: str
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    admin: tuple[str, ...] = ()
+
+    def allows(self, permission: str, channel: str | None) -> bool:
+        """Whether a `permission` grant covers `channel` (None: no channel)."""
+        patterns: tuple[str, ...] = getattr(self, permission)
+        if channel is None:
+            return "*" in patterns
+        return any(fnmatchcase(channel, pattern) for pattern in patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    digest: bytes
+    principal: Principal
+
+
+class TokenTable:
+    """The tokens of `--auth-tokens`, kept only as sha256 digests."""
+
+    def __init__(self, entries: Sequence[_Entry]) -> None:
+        self._entries = tuple(entries)
+
+    @classmethod
+    def load(cls, path: Path) -> TokenTable:
+        """Reads a TOML file (or JSON of the same shape: `{"tokens": [...]}`).
+
+        Raises:
+            ValueError: the file is malformed; the message says where, never
+                quoting a token.
+        """
+        text = path.read_text(encoding="utf-8")
+        try:
+            document = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}") from exc
+        tokens = document.get("tokens") if isinstance(document, dict) else None
+        if not isinstance(tokens, list) or not tokens:
+            raise ValueError(f"{path}: expected a non-empty list `tokens` ([[tokens]] tables)")
+        return cls([_parse_entry(path, index, item) for index, item in enumerate(tokens)])
+
+    def authenticate(self, metadata: Iterable[tuple[str, Any]] | None) -> Principal:
+        """The principal of the call's bearer token.
+
+        Raises:
+            UnauthenticatedError: no `authorization: Bearer` header, or an unknown token.
+        """
+        token = _bearer_token(metadata)
+        if token is None:
+            raise UnauthenticatedError(
+                "This server requires `authorization: Bearer <token>` metadata."
+            )
+        digest = hashlib.sha256(token.encode()).digest()
+        found: Principal | None = None
+        # Compare against every entry, in constant time each, so timing tells
+        # nothing about which token (or how much of one) matched.
+        for entry in self._entries:
+            if hmac.compare_digest(digest, entry.digest):
+                found = entry.principal
+        if found is None:
+            raise UnauthenticatedError("The bearer token is not valid.")
+        return found
+
+
+def _parse_entry(path: Path, index: int, item: object) -> _Entry:
+    where = f"{path}: tokens[{index}]"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: expected a table")
+    principal = item.get("principal")
+    if not isinstance(principal, str) or not principal:
+        raise ValueError(f"{where}: `principal` must be a non-empty string")
+    token, token_sha256 = item.get("token"), item.get("token_sha256")
+    if (token is None) == (token_sha256 is None):
+        raise ValueError(f"{where}: give exactly one of `token` and `token_sha256`")
+    if token is not None:
+        if not isinstance(token, str) or not token:
+            raise ValueError(f"{where}: `token` must be a non-empty string")
+        digest = hashlib.sha256(token.encode()).digest()
+    else:
+        try:
+            digest = bytes.fromhex(str(token_sha256))
+        except ValueError:
+            digest = b""
+        if len(digest) != hashlib.sha256().digest_size:
+            raise ValueError(f"{where}: `token_sha256` must be 64 hex digits")
+    grants: dict[str, tuple[str, ...]] = {}
+    for permission in PERMISSIONS:
+        patterns = item.get(permission, [])
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise ValueError(f"{where}: `{permission}` must be a list of glob patterns")
+        grants[permission] = tuple(patterns)
+    return _Entry(digest, Principal(principal, **grants))
+
+
+def _bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key.lower() == "authorization":
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+# What each StoreService method needs, and how to find the channel(s) of its
+# request. A resolver returns channel names (None: a channel-less resource),
+# or _MISSING when the named resource does not exist.
+Resolver = Callable[[ChannelService, Any], Awaitable[Any]]
+
+
+async def _lookup(fetch: Awaitable[Any]) -> Any:
+    try:
+        return [(await fetch).channel]
+    except (NotFoundError, InvalidPayloadError):
+        return _MISSING
+
+
+async def _of_subscription(service: ChannelService, request: Any) -> Any:
+    return await _lookup(service.get_subscription(request.subscription_id))
+
+
+async def _snapshot_channels(service: ChannelService, request: pb.PutSnapshotRequest) -> Any:
+    # Replacing a snapshot needs write on its current channel as well, so a
+    # grant on one channel cannot overwrite another channel's snapshot.
+    existing = await _lookup(service.get_snapshot(request.snapshot.name))
+    current = [] if existing is _MISSING else existing
+    return [request.snapshot.channel or None, *current]
+
+
+async def _constant(channels: list[str | None]) -> Any:
+    return channels
+
+
+def _fixed(pick: Callable[[Any], list[str | None]]) -> Resolver:
+    return lambda service, request: _constant(pick(request))
+
+
+_RULES: dict[str, tuple[str, Resolver]] = {
+    "CreateChannel": (ADMIN, _fixed(lambda r: [r.channel.name])),
+    "GetChannel": (READ, _fixed(lambda r: [r.name])),
+    # Any principal may list; the response keeps only channels it may read.
+    "ListChannels": (READ, _fixed(lambda r: [])),
+    "AppendEvent": (WRITE, _fixed(lambda r: [r.event.channel])),
+    "AppendEvents": (WRITE, _fixed(lambda r: sorted({e.channel for e in r.events}))),
+    "GetEvent": (READ, lambda s, r: _lookup(s.get_event(r.id))),
+    "QueryEvents": (READ, _fixed(lambda r: [r.channel])),
+    "CreateSubscription": (ADMIN, _fixed(lambda r: [r.channel])),
+    "GetSubscription": (READ, _of_subscription),
+    "PullSubscription": (READ, _of_subscription),
+    "AckSubscription": (READ, _of_subscription),
+    "SeekSubscription": (ADMIN, _of_subscription),
+    "DeleteSubscription": (ADMIN, _of_subscription),
+    # Without a channel filter the listing spans every channel: needs `*`.
+    "ListSubscriptions": (READ, _fixed(lambda r: [r.channel or None])),
+    "WriteArtifact": (WRITE, _fixed(lambda r: [r.channel or None])),
+    "GetArtifact": (READ, lambda s, r: _lookup(s.get_artifact(r.id))),
+    "ReadArtifact": (READ, lambda s, r: _lookup(s.get_artifact(r.id))),
+    "PutSnapshot": (WRITE, _snapshot_channels),
+    "GetSnapshot": (READ, lambda s, r: _lookup(s.get_snapshot(r.name))),
+}
+
+_ADMIN_VERBS = ("Create", "Delete", "Seek", "Update")
+_WRITE_VERBS = ("Append", "Write", "Upload", "Put")
+
+
+def _rule(name: str) -> tuple[str, Resolver]:
+    """The rule of a method; methods added later get one from their verb and
+    the `subscription_id` or `channel` of their request, else need `*`."""
+    if name in _RULES:
+        return _RULES[name]
+    if name.startswith(_ADMIN_VERBS):
+        permission = ADMIN
+    elif name.startswith(_WRITE_VERBS):
+        permission = WRITE
+    else:
+        permission = READ
+
+    async def resolve(service: ChannelService, request: Any) -> Any:
+        fields = request.DESCRIPTOR.fields_by_name if request is not None else {}
+        if "subscription_id" in fields and request.subscription_id:
+            return await _of_subscription(service, request)
+        if "channel" in fields and isinstance(request.channel, str) and request.channel:
+            return [request.channel]
+        return [_NO_CHANNEL]
+
+    return permission, resolve
+
+
+def _first_header(request: Any) -> Any:
+    """UploadArtifact names its channel in the header, its first message."""
+    if request is not None and request.WhichOneof("content") == "header":
+        return request.header
+    return None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Authenticates StoreService calls by bearer token and authorizes them per
+    channel; health and reflection stay open so probes and tools work."""
+
+    def __init__(self, tokens: TokenTable, service: ChannelService) -> None:
+        self._tokens = tokens
+        self._service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or not method.startswith(STORE_SERVICE_PREFIX):
+            return handler
+        name = method.removeprefix(STORE_SERVICE_PREFIX)
+        principal: Principal | None = None
+        failure: SSSNError | None = None
+        try:
+            principal = self._tokens.authenticate(handler_call_details.invocation_metadata)
+        except UnauthenticatedError as error:
+            failure = error
+        streaming_request = bool(handler.request_streaming)
+
+        async def admit(request: Any, context: Any) -> tuple[Any, Principal]:
+            """Checks the call; returns the request (re-chained if peeked)."""
+            if principal is None:
+                await _abort(context, failure or UnauthenticatedError("Not authenticated."))
+                raise AssertionError("unreachable")  # abort raises
+            call = current_call.get()
+            if call is not None:
+                call.principal = principal.name
+            first = request
+            if streaming_request:
+                first, request = await _peek(request)
+                if name == "UploadArtifact":
+                    header = _first_header(first)
+                    first = pb.WriteArtifactRequest(channel=header.channel) if header else None
+            permission, resolve = _rule(name)
+            channels: Any = await resolve(self._service, first) if first is not None else _MISSING
+            if channels is not _MISSING:
+                for channel in channels:
+                    if not principal.allows(permission, channel):
+                        await _abort(context, _denied(principal, permission, channel))
+            return request, principal
+
+        async def unary(inner: Behavior, request: Any, context: Any) -> Any:
+            request, caller = await admit(request, context)
+            response = await inner(request, context)
+            if name == "ListChannels" and response is not None:
+                response = _readable_only(response, caller)
+            return response
+
+        async def stream(inner: Behavior, request: Any, context: Any) -> AsyncIterator[Any]:
+            request, _ = await admit(request, context)
+            async for response in inner(request, context):
+                yield response
+
+        return wrap_handler(handler, unary, stream)
+
+
+def _denied(principal: Principal, permission: str, channel: str | None) -> PermissionDeniedError:
+    target = f"channel {channel!r}" if channel is not None else "resources without a channel"
+    return PermissionDeniedError(
+        f"Principal {principal.name!r} has no {permission} grant for {target}.",
+        channel=channel or "",
+        permission=permission,
+    )
+
+
+def _readable_only(response: pb.ListChannelsResponse, principal: Principal) -> Any:
+    # Pages may come back shorter than page_size; the page token stays valid.
+    return pb.ListChannelsResponse(
+        channels=[c for c in response.channels if principal.allows(READ, c.name)],
+        next_page_token=response.next_page_token,
+    )
+
+
+async def _peek(requests: Any) -> tuple[Any, AsyncIterator[Any]]:
+    iterator = aiter(requests)
+    first = await anext(iterator, None)
+
+    async def chained() -> AsyncIterator[Any]:
+        if first is not None:
+            yield first
+        async for message in iterator:
+            yield message
+
+    return first, chained()
+
+
+async def _abort(context: Any, error: SSSNError) -> None:
+    status = to_status(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)

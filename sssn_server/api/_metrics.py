@@ -1,0 +1,177 @@
+"""Prometheus metrics and the JSON-lines access log, as a grpc.aio interceptor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ._calls import STORE_SERVICE_PREFIX, Behavior, CallInfo, current_call, wrap_handler
+
+access_log = logging.getLogger("sssn_server.access")
+
+# Buckets for calls from sub-millisecond reads to slow fsyncs; following
+# streams land in +Inf, which is why they also have a gauge.
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """The server's metrics, in a registry of their own so that several servers
+    can run in one process (tests) without clashing series."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter(
+            "sssn_rpc_calls",
+            "Finished calls by method and gRPC status code name.",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sssn_rpc_duration_seconds",
+            "Call duration by method, from the handler's start to its status.",
+            ["method"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.open_streams = Gauge(
+            "sssn_open_streams",
+            "Server-streaming calls in flight (following subscriptions, artifact reads).",
+            registry=self.registry,
+        )
+        self.events_appended = Counter(
+            "sssn_events_appended",
+            "Events accepted by AppendEvent and AppendEvents (including idempotent repeats).",
+            registry=self.registry,
+        )
+        self.events_delivered = Counter(
+            "sssn_events_delivered",
+            "Events sent to consumers on subscription streams.",
+            registry=self.registry,
+        )
+
+
+def _code_of(context: Any, error: BaseException | None) -> grpc.StatusCode:
+    if isinstance(error, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(code, int):  # some grpc versions report the raw integer
+        for candidate in grpc.StatusCode:
+            if candidate.value[0] == code:
+                return candidate
+    return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
+
+
+def _short(method: str) -> str:
+    return method.lstrip("/")
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Counts and times every call; with `log_calls`, logs one JSON line per call."""
+
+    def __init__(self, metrics: Metrics | None, *, log_calls: bool) -> None:
+        self._metrics = metrics
+        self._log_calls = log_calls
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = _short(handler_call_details.method)
+        store_call = handler_call_details.method.startswith(STORE_SERVICE_PREFIX)
+        name = handler_call_details.method.removeprefix(STORE_SERVICE_PREFIX)
+        streaming = bool(handler.response_streaming)
+
+        def finish(
+            call: CallInfo, context: Any, started: float, error: BaseException | None
+        ) -> None:
+            code = _code_of(context, error)
+            duration = time.perf_counter() - started
+            if self._metrics is not None:
+                self._metrics.calls.labels(method, code.name).inc()
+                self._metrics.latency.labels(method).observe(duration)
+            if self._log_calls:
+                access_log.info(
+                    "%s",
+                    json.dumps(
+                        {
+                            "method": method,
+                            "status": code.name,
+                            "duration_ms": round(duration * 1000, 3),
+                            "peer": context.peer(),
+                            "principal": call.principal,
+                        },
+                        separators=(",", ":"),
+                    ),
+                )
+
+        def count_appended(response: Any) -> None:
+            if self._metrics is None or not store_call:
+                return
+            if name == "AppendEvent":
+                self._metrics.events_appended.inc()
+            elif name == "AppendEvents":
+                self._metrics.events_appended.inc(len(response.events))
+
+        def count_delivered(response: Any) -> None:
+            # Every streamed StoreService message that carries events hands
+            # them to a consumer (PullSubscription and any later pull stream).
+            if (
+                self._metrics is not None
+                and store_call
+                and "events" in response.DESCRIPTOR.fields_by_name
+            ):
+                self._metrics.events_delivered.inc(len(response.events))
+
+        async def unary(inner: Behavior, request: Any, context: Any) -> Any:
+            call = CallInfo(method)
+            current_call.set(call)
+            started = time.perf_counter()
+            if streaming and self._metrics is not None:  # coroutine-style streams (health Watch)
+                self._metrics.open_streams.inc()
+            error: BaseException | None = None
+            try:
+                response = await inner(request, context)
+                if response is not None:
+                    count_appended(response)
+                return response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                if streaming and self._metrics is not None:
+                    self._metrics.open_streams.dec()
+                finish(call, context, started, error)
+
+        async def stream(inner: Behavior, request: Any, context: Any) -> AsyncIterator[Any]:
+            call = CallInfo(method)
+            current_call.set(call)
+            started = time.perf_counter()
+            if self._metrics is not None:
+                self._metrics.open_streams.inc()
+            error: BaseException | None = None
+            try:
+                async for response in inner(request, context):
+                    count_delivered(response)
+                    yield response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                if self._metrics is not None:
+                    self._metrics.open_streams.dec()
+                finish(call, context, started, error)
+
+        return wrap_handler(handler, unary, stream)
