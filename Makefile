@@ -36,7 +36,7 @@ NPM_FLAGS := --no-audit --no-fund --ignore-scripts
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all proto run test lint clean node tools contract baseline docs
+.PHONY: all proto run test lint clean node tools contract baseline docs bench
 
 all: test
 
@@ -83,9 +83,13 @@ test: $(GENERATED) $(NODE_INSTALLED) $(BUF_INSTALLED)  ## run the test suite aga
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(GENERATED) $(BUF_INSTALLED)  ## ruff, mypy --strict and buf lint
-	$(VENV)/bin/ruff check sssn_server tests tools
+	$(VENV)/bin/ruff check sssn_server sssn_client tests tools bench examples
 	$(VENV)/bin/mypy
 	$(BUF) lint
+
+BENCH_ARGS ?=
+bench: $(GENERATED)  ## ours vs the reference HTTP server vs a no-op gRPC ceiling (bench/README.md)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 contract: $(BUF_INSTALLED)  ## buf lint, and buf breaking against the released contract
 	$(BUF) lint
