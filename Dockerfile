@@ -19,4 +19,8 @@ WORKDIR /home/sssn
 VOLUME ["/data"]
 EXPOSE 7700
 ENV SSSN_HOST=0.0.0.0 SSSN_PORT=7700 SSSN_STORE=/data
+# Asks the standard grpc.health.v1 service; NOT_SERVING while draining.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["python", "-m", "sssn_server.healthcheck"]
+# Runs as PID 1 and handles SIGTERM itself: drain, then exit 0.
 ENTRYPOINT ["sssn-server"]

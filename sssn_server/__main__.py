@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--read-only",
         action="store_true",
         default=_env_flag("READ_ONLY"),
-        help="serve an existing store and refuse every write [SSSN_READ_ONLY]",
+        help=(
+            "serve an existing store, refuse every write and write no file; with no "
+            "writer running it serves a snapshot [SSSN_READ_ONLY]"
+        ),
     )
     parser.add_argument(
         "--durability",

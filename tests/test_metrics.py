@@ -125,3 +125,29 @@ async def test_access_log_has_one_json_line_per_call_without_secrets(
         "",
     )
     assert not any("s3cret" in line or "payload-name" in line for line in lines)
+
+
+async def test_subscription_lag_is_the_distance_to_the_head(start_server: ServerFactory) -> None:
+    server: SSSNServer = await start_server(metrics_port=0)
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb_grpc.StoreServiceStub(channel)
+        await stub.CreateChannel(
+            pb.CreateChannelRequest(channel=channel_pb2.Channel(name="events")), timeout=DEADLINE
+        )
+        await stub.CreateSubscription(
+            pb.CreateSubscriptionRequest(channel="events", subscription_id="slow", batch_size=1),
+            timeout=DEADLINE,
+        )
+        stored = await stub.AppendEvents(
+            pb.AppendEventsRequest(events=[event("events", n) for n in range(4)]),
+            timeout=DEADLINE,
+        )
+        lag = ("sssn_subscription_lag_cursors", frozenset({("subscription", "slow")}))
+        expected = [3, 2]
+        for remaining in expected:
+            async for _ in stub.PullSubscription(
+                pb.PullSubscriptionRequest(subscription_id="slow"), timeout=DEADLINE
+            ):
+                pass
+            assert (await _scrape(server))[lag] == remaining
+        assert stored.events[-1].cursor - stored.events[1].cursor == expected[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -169,3 +170,105 @@ def test_acknowledged_appends_survive_kill_9(running) -> None:
             after = page[-1].cursor
     assert set(acknowledged) <= set(found)
     assert len(found) == len(set(found)) == 200
+
+
+async def test_sigterm_ends_open_streams_at_once_and_loses_nothing(running) -> None:
+    server = running("--grace", "60")
+    appended: list[str] = []
+    received: list[str] = []
+    async with grpc.aio.insecure_channel(server.address) as connection:
+        stub = pb_grpc.StoreServiceStub(connection)
+        await stub.CreateChannel(
+            pb.CreateChannelRequest(channel=channel_pb2.Channel(name="events")), timeout=DEADLINE
+        )
+        await stub.CreateSubscription(
+            pb.CreateSubscriptionRequest(channel="events", subscription_id="w", batch_size=7),
+            timeout=DEADLINE,
+        )
+        streams = [
+            stub.PullSubscription(pb.PullSubscriptionRequest(subscription_id="w", follow=True))
+        ]
+        for index in range(3):  # more idle streams on other subscriptions
+            await stub.CreateSubscription(
+                pb.CreateSubscriptionRequest(channel="events", subscription_id=f"idle{index}"),
+                timeout=DEADLINE,
+            )
+        for batch in range(5):
+            response = await stub.AppendEvents(
+                pb.AppendEventsRequest(events=[event("events", batch * 10 + n) for n in range(10)]),
+                timeout=DEADLINE,
+            )
+            appended.extend(e.id for e in response.events)
+        while len(received) < 30:
+            received.extend(e.id for e in (await streams[0].read()).events)
+        server.process.send_signal(signal.SIGTERM)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            while True:
+                message = await asyncio.wait_for(streams[0].read(), DEADLINE)
+                assert message is not grpc.aio.EOF
+                received.extend(e.id for e in message.events)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    # Far inside the 60 s grace: open streams do not hold the shutdown.
+    server.process.communicate(timeout=30)
+    assert server.process.returncode == 0
+
+    restarted = running(port=server.port)
+    async with grpc.aio.insecure_channel(restarted.address) as connection:
+        stub = pb_grpc.StoreServiceStub(connection)
+        async for message in stub.PullSubscription(
+            pb.PullSubscriptionRequest(subscription_id="w", limit=1000), timeout=DEADLINE
+        ):
+            received.extend(e.id for e in message.events)
+    assert received == appended  # every event once, in order, across the restart
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in root.rglob("*")
+    }
+
+
+def test_read_only_server_never_writes_a_file(running, tmp_path: Path) -> None:
+    writable = running()
+    connection, stub = connect(writable)
+    with connection:
+        stub.CreateChannel(pb.CreateChannelRequest(channel=channel_pb2.Channel(name="events")))
+        stub.AppendEvent(pb.AppendEventRequest(event=event("events", 1)))
+        stub.CreateSubscription(pb.CreateSubscriptionRequest(channel="events", subscription_id="w"))
+    assert writable.stop()[0] == 0
+    before = _listing(writable.store)
+
+    server = running("--read-only")
+    connection, stub = connect(server)
+    with connection:
+        assert len(stub.QueryEvents(pb.QueryEventsRequest(channel="events")).events) == 1
+        for call in (
+            lambda: stub.AppendEvent(pb.AppendEventRequest(event=event("events", 2))),
+            lambda: stub.WriteArtifact(pb.WriteArtifactRequest(data=b"x")),
+            lambda: list(stub.PullSubscription(pb.PullSubscriptionRequest(subscription_id="w"))),
+        ):
+            with pytest.raises(grpc.RpcError) as caught:
+                call()
+            assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert server.stop()[0] == 0
+    assert _listing(writable.store) == before
+
+    missing = tmp_path / "no-store-here"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sssn_server",
+            "--store",
+            str(missing),
+            "--read-only",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert not missing.exists()

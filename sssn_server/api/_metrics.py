@@ -55,6 +55,14 @@ class Metrics:
             "Events sent to consumers on subscription streams.",
             registry=self.registry,
         )
+        self.subscription_lag = Gauge(
+            "sssn_subscription_lag_cursors",
+            "Cursor distance from the newest event a subscription's stream sent to the"
+            " store's head, as of that message (an upper bound of the events it has yet"
+            " to receive; GetSubscription's pending_count is exact).",
+            ["subscription"],
+            registry=self.registry,
+        )
 
 
 def _code_of(context: Any, error: BaseException | None) -> grpc.StatusCode:
@@ -135,6 +143,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             ):
                 self._metrics.events_delivered.inc(len(response.events))
 
+        def record_lag(request: Any, response: Any) -> None:
+            # Heartbeats carry no events, so they say nothing of the position.
+            if self._metrics is not None and name == "PullSubscription" and response.events:
+                lag = max(0, response.head_cursor - response.events[-1].cursor)
+                self._metrics.subscription_lag.labels(request.subscription_id).set(lag)
+
         async def unary(inner: Behavior, request: Any, context: Any) -> Any:
             call = CallInfo(method)
             current_call.set(call)
@@ -165,6 +179,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 async for response in inner(request, context):
                     count_delivered(response)
+                    record_lag(request, response)
                     yield response
             except BaseException as exc:
                 error = exc

@@ -120,8 +120,13 @@ class SQLiteStore(Store):
             await self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
             await self._migrate(self._writer)
             self._writer_task = asyncio.create_task(self._write_loop(), name="sssn-writer")
+        # A read-only server must not write a byte. SQLite reads a WAL store
+        # through its -shm/-wal files and creates them if missing; when they
+        # are missing no writer is running, so the file is opened as immutable
+        # (a snapshot). With a live writer they exist and its commits show.
+        immutable = self.read_only and not _wal_files_exist(self.database_path)
         for _ in range(self._reader_count):
-            reader = await self._connect(read_only=True)
+            reader = await self._connect(read_only=True, immutable=immutable)
             self._readers.append(reader)
         self._next_reader = itertools.cycle(self._readers)
         await self._check_schema()
@@ -143,11 +148,14 @@ class SQLiteStore(Store):
         self._readers.clear()
         self._writer = None
 
-    async def _connect(self, *, read_only: bool = False) -> aiosqlite.Connection:
+    async def _connect(
+        self, *, read_only: bool = False, immutable: bool = False
+    ) -> aiosqlite.Connection:
         # isolation_level=None: transactions are begun and ended explicitly.
         mode = "ro" if read_only else "rwc"
+        options = f"mode={mode}&immutable=1" if immutable else f"mode={mode}"
         connection = await aiosqlite.connect(
-            f"{self.database_path.as_uri()}?mode={mode}",
+            f"{self.database_path.as_uri()}?{options}",
             uri=True,
             isolation_level=None,
             check_same_thread=False,
@@ -603,6 +611,10 @@ class SQLiteStore(Store):
             source_event_id=row[5],
             metadata=json.loads(row[6]),
         )
+
+
+def _wal_files_exist(database: Path) -> bool:
+    return any(database.with_name(database.name + suffix).exists() for suffix in ("-wal", "-shm"))
 
 
 def _ignore_outcome(future: asyncio.Future[Any]) -> None:
