@@ -11,6 +11,7 @@ import pytest
 
 from sssn_server.domain.errors import (
     ChannelNotFoundError,
+    EventExistsError,
     EventNotFoundError,
     StoreClosedError,
     StoreReadOnlyError,
@@ -132,3 +133,19 @@ async def test_discarded_uploads_leave_nothing(make_store) -> None:
         await upload.discard()  # twice is harmless
         if isinstance(store, SQLiteStore):
             assert list((store.root / "artifacts" / ".staging").iterdir()) == []
+
+
+async def test_a_batch_may_repeat_an_id_and_name_earlier_events_as_parents(store: Store) -> None:
+    await store.create_channel(Channel(name="other"))
+    first, again, child = await store.append_events(
+        [new_event(1), new_event(1), new_event(2, parent_ids=("e1",))]
+    )
+    assert again == first and child.cursor > first.cursor
+    assert child.parent_ids == ("e1",)
+    clash = Event(id="e3", channel="other", timestamp_ns=1)
+    with pytest.raises(EventExistsError):
+        await store.append_events([new_event(3), clash])
+    with pytest.raises(EventNotFoundError):  # a parent later in the batch is not there yet
+        await store.append_events([new_event(4, parent_ids=("e5",)), new_event(5)])
+    queried = await store.query_events("events", after_cursor=0, limit=10, kind=None)
+    assert [event.id for event in queried] == ["e1", "e2"]

@@ -42,6 +42,8 @@ ARTIFACTS_DIR = "artifacts"
 
 # Queued writes are committed together, up to this many per transaction.
 _MAX_GROUP = 256
+# Bound variables per statement; SQLite's own limit is 32,766 (3.32+).
+_MAX_VARIABLES = 10_000
 
 _EVENT_COLUMNS = (
     "cursor, id, channel, timestamp_ns, source, kind, payload, schema, "
@@ -323,29 +325,47 @@ class SQLiteStore(Store):
 
     async def append_events(self, events: Sequence[Event]) -> list[Event]:
         async def work(db: aiosqlite.Connection) -> list[Event]:
-            stored: list[Event] = []
-            for event in events:
-                rows = await db.execute_fetchall(
-                    "SELECT (SELECT channel FROM events WHERE id = ?),"
-                    " EXISTS (SELECT 1 FROM channels WHERE name = ?)",
-                    (event.id, event.channel),
+            # A handful of statements per batch, not per event: each statement
+            # is a hop to aiosqlite's thread, which is what appends pay for.
+            ids = list(dict.fromkeys(event.id for event in events))
+            known: dict[str, str] = {
+                row[0]: row[1]
+                for row in await _select_in(db, "SELECT id, channel FROM events WHERE id IN", ids)
+            }
+            channels = {
+                row[0]
+                for row in await _select_in(
+                    db,
+                    "SELECT name FROM channels WHERE name IN",
+                    list({event.channel for event in events}),
                 )
-                existing_channel, channel_exists = next(iter(rows))
-                if not channel_exists:
+            }
+            parents = [p for event in events for p in event.parent_ids if p not in known]
+            stored_parents = {
+                row[0] for row in await _select_in(db, "SELECT id FROM events WHERE id IN", parents)
+            }
+            fresh: list[Event] = []
+            for event in events:  # in order, so the first bad event is the one reported
+                if event.channel not in channels:
                     raise _channel_not_found(event.channel)
-                if existing_channel is not None:
-                    if existing_channel != event.channel:
+                owner = known.get(event.id)
+                if owner is not None:
+                    if owner != event.channel:
                         raise EventExistsError(
-                            f"Event id {event.id} already exists in channel {existing_channel}",
+                            f"Event id {event.id} already exists in channel {owner}",
                             event_id=event.id,
-                            channel=existing_channel,
+                            channel=owner,
                         )
-                    stored.append(await _event_by_id(db, event.id))
-                    continue
-                await _require_events(db, event.parent_ids)
-                inserted = await db.execute_fetchall(
-                    f"INSERT INTO events ({_EVENT_INSERT_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING cursor",
+                    continue  # a retry: answered with the stored event
+                for parent in event.parent_ids:
+                    if parent not in known and parent not in stored_parents:
+                        raise _event_not_found(parent)
+                known[event.id] = event.channel  # parents may name it from here on
+                fresh.append(event)
+            await db.executemany(
+                f"INSERT INTO events ({_EVENT_INSERT_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         event.id,
                         event.channel,
@@ -357,10 +377,26 @@ class SQLiteStore(Store):
                         _dumps(event.metadata),
                         event.correlation_id,
                         _dumps(list(event.parent_ids)),
-                    ),
+                    )
+                    for event in fresh
+                ],
+            )
+            fresh_ids = {event.id for event in fresh}
+            retried = [event_id for event_id in ids if event_id not in fresh_ids]
+            cursors: dict[str, int] = {
+                row[0]: row[1]
+                for row in await _select_in(
+                    db, "SELECT id, cursor FROM events WHERE id IN", list(fresh_ids)
                 )
-                stored.append(replace(event, cursor=next(iter(inserted))[0]))
-            return stored
+            }
+            stored = {
+                row[1]: _event(row)
+                for row in await _select_in(
+                    db, f"SELECT {_EVENT_COLUMNS} FROM events WHERE id IN", retried
+                )
+            }
+            stored.update((event.id, replace(event, cursor=cursors[event.id])) for event in fresh)
+            return [stored[event.id] for event in events]
 
         return await self._write(work)
 
@@ -657,11 +693,17 @@ async def _require_events(db: aiosqlite.Connection, event_ids: Sequence[str]) ->
             raise _event_not_found(event_id)
 
 
-async def _event_by_id(db: aiosqlite.Connection, event_id: str) -> Event:
-    rows = await db.execute_fetchall(
-        f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
-    )
-    return _event(next(iter(rows)))
+async def _select_in(
+    db: aiosqlite.Connection, sql: str, values: Sequence[str]
+) -> list[sqlite3.Row]:
+    """Runs `sql (?, ?, ...)` for `values`, in chunks below SQLite's limit of bound
+    variables; no statement at all when there are none."""
+    rows: list[sqlite3.Row] = []
+    for start in range(0, len(values), _MAX_VARIABLES):
+        chunk = values[start : start + _MAX_VARIABLES]
+        placeholders = ", ".join("?" * len(chunk))
+        rows.extend(await db.execute_fetchall(f"{sql} ({placeholders})", chunk))
+    return rows
 
 
 def _channel_not_found(name: str) -> ChannelNotFoundError:
