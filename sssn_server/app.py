@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from sssn_proto.v1 import store_service_pb2, store_service_pb2_grpc
 
 from .api import StoreServicer
+from .api import _convert as convert
 from .api._auth import AuthInterceptor, TokenTable
 from .api._metrics import Metrics, MetricsInterceptor
 from .config import DURABILITY_LEVELS, ServerConfig
@@ -102,6 +103,7 @@ class SSSNServer:
                 max_artifact_bytes=config.max_artifact_bytes,
                 heartbeat_interval=config.heartbeat_interval,
             ),
+            encode_event=convert.encode_event,
         )
         self._server: grpc.aio.Server | None = None
         self.port = 0

@@ -65,7 +65,7 @@ async def test_a_version_1_store_gains_the_timestamp_index(tmp_path: Path) -> No
     async with SQLiteStore(root) as store:
         await store.create_channel(Channel(name="events"))
     with sqlite3.connect(root / "sssn.sqlite") as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         plan = db.execute(
             "EXPLAIN QUERY PLAN SELECT min(cursor) FROM events"
             " WHERE channel = 'events' AND timestamp_ns >= 5"

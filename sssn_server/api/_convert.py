@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
@@ -21,14 +22,23 @@ from ..domain.models import (
     Artifact,
     ArtifactSpec,
     Channel,
+    Encoded,
     Event,
     Snapshot,
     Subscription,
 )
 from ..domain.streams import AUTO, MANUAL
+from ..domain.validation import is_finite_json
 
 # Doubles beyond 2**53 are not exact integers, so they stay floats.
 _MAX_EXACT_INT = 2**53
+
+# Event payloads and metadata are kept as the bytes received (see `Encoded`)
+# unless these bytes might hold what must be refused or normalized: the last
+# two bytes of a NaN or infinite double (exponent bits all ones), or an empty
+# `Value` inside a Struct or list (served as null). UTF-8 text never holds
+# the first pattern; a false alarm only costs a decode.
+_MAYBE_IRREGULAR = re.compile(rb"[\xf0-\xff][\x7f\xff]|[\x0a\x12]\x00")
 
 _FORM_TO_ENUM: dict[str, int] = {
     form: channel_pb2.ChannelForm.Value("CHANNEL_FORM_" + form.upper().replace("-", "_"))
@@ -154,28 +164,70 @@ def event_from_proto(message: event_pb2.Event) -> Event:
         channel=message.channel,
         timestamp_ns=_timestamp_ns(message.timestamp, message.HasField("timestamp")),
         kind=message.kind,
-        payload=from_value(message.payload) if message.HasField("payload") else None,
+        payload=_encoded_value(message.payload) if message.HasField("payload") else None,
         source=message.source or None,
         schema=message.schema or None,
-        metadata=from_struct(message.metadata),
+        metadata=_encoded_struct(message.metadata),
         correlation_id=message.correlation_id or None,
         parent_ids=tuple(message.parent_ids),
     )
 
 
+def _encoded_value(message: struct_pb2.Value) -> Encoded | None:
+    data = message.SerializeToString()
+    if not data:  # a Value with no kind set reads as null
+        return None
+    if _MAYBE_IRREGULAR.search(data) is None:
+        return Encoded(data)
+    value = from_value(message)
+    return Encoded(_value(value).SerializeToString(), finite=is_finite_json(value))
+
+
+def _encoded_struct(message: struct_pb2.Struct) -> Encoded:
+    data = message.SerializeToString()
+    if _MAYBE_IRREGULAR.search(data) is None:
+        return Encoded(data)
+    value = from_struct(message)
+    return Encoded(_struct(value).SerializeToString(), finite=is_finite_json(value))
+
+
+def _fill_encoded(target: Any, value: Any, fill: Any) -> None:
+    """Writes an `Encoded` value as received, or a plain one through `fill`."""
+    if isinstance(value, Encoded):
+        target.SetInParent()
+        target.MergeFromString(value.data)
+    else:
+        fill(target, value)
+
+
+def encode_event(event: Event) -> bytes:
+    """The wire form of a new event, without its cursor: stored beside it and
+    served as is (`fill_event`), so serving an event never re-encodes it."""
+    message = event_pb2.Event()
+    _fill_fields(message, event)
+    return message.SerializeToString()
+
+
 def fill_event(target: event_pb2.Event, event: Event) -> None:
     """Writes an event into an existing message (avoids a copy in batches)."""
-    target.id = event.id
+    if event.wire is not None:
+        target.MergeFromString(event.wire)
+    else:
+        _fill_fields(target, event)
     target.cursor = event.cursor
+
+
+def _fill_fields(target: event_pb2.Event, event: Event) -> None:
+    target.id = event.id
     target.channel = event.channel
     target.timestamp.FromNanoseconds(event.timestamp_ns)
     target.kind = event.kind
-    fill_value(target.payload, event.payload)
+    _fill_encoded(target.payload, event.payload, fill_value)
     if event.source:
         target.source = event.source
     if event.schema:
         target.schema = event.schema
-    fill_struct(target.metadata, event.metadata)
+    _fill_encoded(target.metadata, event.metadata, fill_struct)
     if event.correlation_id:
         target.correlation_id = event.correlation_id
     target.parent_ids.extend(event.parent_ids)

@@ -30,6 +30,21 @@ JSONObject = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
+class Encoded:
+    """A JSON value kept in the wire form the API received it in.
+
+    Event payloads and metadata are stored and served as these bytes, so the
+    hot paths never decode them: the domain and the store treat them as
+    opaque, and only the API layer knows the encoding (a serialized
+    `google.protobuf.Value` for payloads, `Struct` for metadata).
+    """
+
+    data: bytes
+    finite: bool = True
+    """False when the value holds NaN or an infinity, which JSON cannot carry."""
+
+
+@dataclass(frozen=True, slots=True)
 class Channel:
     """A named stream that events are appended to."""
 
@@ -49,12 +64,16 @@ class Event:
     timestamp_ns: int
     kind: str = DEFAULT_KIND
     payload: Any = None
+    """A plain JSON value, or `Encoded`."""
     source: str | None = None
     schema: str | None = None
-    metadata: JSONObject = field(default_factory=dict)
+    metadata: JSONObject | Encoded = field(default_factory=dict)
     correlation_id: str | None = None
     parent_ids: tuple[str, ...] = ()
     cursor: int = 0
+    wire: bytes | None = None
+    """The event as the API serves it, without its cursor, when the API
+    supplied an encoder: stored and served as is (opaque to domain and store)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import InvalidPayloadError
-from .models import CHANNEL_FORMS
+from .models import CHANNEL_FORMS, Encoded
 
 _FORBIDDEN_CHARACTERS = frozenset("%/:\\")
 
@@ -80,16 +80,17 @@ def require_form(field: str, value: str) -> str:
 
 def require_json(field: str, value: Any) -> Any:
     """Rejects values JSON cannot carry (NaN and infinities are the only way in)."""
-    if not _finite(value):
+    if not (value.finite if isinstance(value, Encoded) else is_finite_json(value)):
         raise InvalidPayloadError(field, "must be valid JSON (NaN and Infinity are not)")
     return value
 
 
-def _finite(value: Any) -> bool:
+def is_finite_json(value: Any) -> bool:
+    """Whether a plain JSON value holds no NaN or infinity."""
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, dict):
-        return all(_finite(item) for item in value.values())
+        return all(is_finite_json(item) for item in value.values())
     if isinstance(value, list):
-        return all(_finite(item) for item in value)
+        return all(is_finite_json(item) for item in value)
     return True

@@ -62,6 +62,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX events_by_channel_timestamp ON events(channel, timestamp_ns);
     """,
+    # 3: an event may keep the form it is served in, so reads skip decoding:
+    # `wire` holds the whole event as encoded by the API (without its
+    # cursor), and payload and metadata may hold a BLOB, the value in the
+    # wire form the API received it in (TEXT still means JSON).
+    """
+    ALTER TABLE events ADD COLUMN wire BLOB;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

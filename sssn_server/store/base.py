@@ -6,6 +6,7 @@ import abc
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
+from ..domain.errors import SSSNError
 from ..domain.models import Artifact, ArtifactSpec, Channel, Event, Snapshot, Subscription
 
 
@@ -76,6 +77,15 @@ class Store(abc.ABC):
         An event whose id exists in the same channel is returned as stored;
         in another channel it raises EventExistsError. Parents may name
         events stored earlier in the same batch.
+        """
+
+    @abc.abstractmethod
+    async def append_each(self, events: Sequence[Event]) -> list[Event | SSSNError]:
+        """Stores events independently, in one transaction, in order.
+
+        Each result is the stored event (with its cursor) or the error that
+        refused that event alone, by the same rules as `append_events`; a
+        refused event is not stored and later events may not name it.
         """
 
     @abc.abstractmethod

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,12 +23,21 @@ from ..domain.errors import (
     EventExistsError,
     EventNotFoundError,
     SnapshotNotFoundError,
+    SSSNError,
     StoreClosedError,
     StoreReadOnlyError,
     SubscriptionExistsError,
     SubscriptionNotFoundError,
 )
-from ..domain.models import Artifact, ArtifactSpec, Channel, Event, Snapshot, Subscription
+from ..domain.models import (
+    Artifact,
+    ArtifactSpec,
+    Channel,
+    Encoded,
+    Event,
+    Snapshot,
+    Subscription,
+)
 from ._blobs import BlobDirectory, BlobUpload
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 from .base import ArtifactUpload, Store
@@ -35,7 +45,12 @@ from .base import ArtifactUpload, Store
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Work = Callable[[aiosqlite.Connection], Awaitable[Any]]
+Work = Callable[[sqlite3.Connection], Any]
+# Per request of a group: the error it failed with, or None and its result.
+Outcome = tuple[BaseException | None, Any]
+
+# The name of the writer's thread; tests look for it to catch a store left open.
+WRITER_THREAD_PREFIX = "sssn-store-writer"
 
 DATABASE_FILE = "sssn.sqlite"
 ARTIFACTS_DIR = "artifacts"
@@ -47,7 +62,7 @@ _MAX_VARIABLES = 10_000
 
 _EVENT_COLUMNS = (
     "cursor, id, channel, timestamp_ns, source, kind, payload, schema, "
-    "metadata, correlation_id, parent_ids"
+    "metadata, correlation_id, parent_ids, wire"
 )
 _EVENT_INSERT_COLUMNS = _EVENT_COLUMNS.removeprefix("cursor, ")
 _CHANNEL_COLUMNS = "name, schema, form, description, metadata"
@@ -62,7 +77,9 @@ class SQLiteStore(Store):
     All writes go through one writer task that owns the write connection:
     requests queued while a transaction runs are committed together (group
     commit), each in its own savepoint so one failure fails only its caller.
-    Reads use a small pool of separate connections and never wait for it.
+    A whole group runs in one call to the writer's thread, so a write costs
+    one thread hop however many statements it takes. Reads use a small pool
+    of separate connections and never wait for it.
     """
 
     def __init__(
@@ -87,7 +104,8 @@ class SQLiteStore(Store):
         self._synchronous = synchronous
         self._reader_count = max(1, readers)
         self._blobs = BlobDirectory(self.root / ARTIFACTS_DIR)
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._writer_thread: ThreadPoolExecutor | None = None
         self._readers: list[aiosqlite.Connection] = []
         self._next_reader: itertools.cycle[aiosqlite.Connection] | None = None
         self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]] | None] = asyncio.Queue()
@@ -117,10 +135,8 @@ class SQLiteStore(Store):
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             self._blobs.prepare()
-            self._writer = await self._connect()
-            await self._writer.execute("PRAGMA journal_mode=WAL")
-            await self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
-            await self._migrate(self._writer)
+            self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix=WRITER_THREAD_PREFIX)
+            self._writer = await self._in_writer_thread(self._open_writer)
             self._writer_task = asyncio.create_task(self._write_loop(), name="sssn-writer")
         # A read-only server must not write a byte. SQLite reads a WAL store
         # through its -shm/-wal files and creates them if missing; when they
@@ -144,20 +160,25 @@ class SQLiteStore(Store):
             self._queue.put_nowait(None)
             await self._writer_task
             self._writer_task = None
-        for connection in [*self._readers, self._writer]:
-            if connection is not None:
-                await connection.close()
+        for reader in self._readers:
+            await reader.close()
         self._readers.clear()
-        self._writer = None
+        if self._writer is not None:
+            await self._in_writer_thread(self._writer.close)
+            self._writer = None
+        if self._writer_thread is not None:
+            self._writer_thread.shutdown(wait=True)
+            self._writer_thread = None
 
-    async def _connect(
-        self, *, read_only: bool = False, immutable: bool = False
-    ) -> aiosqlite.Connection:
-        # isolation_level=None: transactions are begun and ended explicitly.
+    def _uri(self, *, read_only: bool = False, immutable: bool = False) -> str:
         mode = "ro" if read_only else "rwc"
         options = f"mode={mode}&immutable=1" if immutable else f"mode={mode}"
+        return f"{self.database_path.as_uri()}?{options}"
+
+    async def _connect(self, *, read_only: bool, immutable: bool) -> aiosqlite.Connection:
+        # isolation_level=None: transactions are begun and ended explicitly.
         connection = await aiosqlite.connect(
-            f"{self.database_path.as_uri()}?{options}",
+            self._uri(read_only=read_only, immutable=immutable),
             uri=True,
             isolation_level=None,
             check_same_thread=False,
@@ -166,24 +187,23 @@ class SQLiteStore(Store):
         await connection.execute("PRAGMA foreign_keys=ON")
         return connection
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        version = await _scalar(db, "PRAGMA user_version")
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"store schema version {version} is newer than this server ({SCHEMA_VERSION})"
-            )
-        for number in range(version, SCHEMA_VERSION):
-            log.info("migrating store schema to version %s", number + 1)
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        await db.execute(statement)
-                await db.execute(f"PRAGMA user_version={number + 1}")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            await db.execute("COMMIT")
+    def _open_writer(self) -> sqlite3.Connection:
+        """Opens and migrates the write connection (in the writer's thread)."""
+        db = sqlite3.connect(self._uri(), uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA busy_timeout=10000")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+            _migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    async def _in_writer_thread(self, function: Callable[[], T]) -> T:
+        assert self._writer_thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._writer_thread, function)
 
     async def _check_schema(self) -> None:
         version = await _scalar(self._reader(), "PRAGMA user_version")
@@ -203,7 +223,7 @@ class SQLiteStore(Store):
             raise StoreClosedError()
         return list(await self._reader().execute_fetchall(sql, parameters))
 
-    async def _write(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Runs `work` inside a write transaction and returns its result.
 
         The work runs in the writer task and is carried out even if the
@@ -233,7 +253,9 @@ class SQLiteStore(Store):
             stop = None in group
             requests = [request for request in group if request is not None]
             if requests:
-                await self._commit_group(db, requests)
+                works = [work for work, _future in requests]
+                outcomes = await self._in_writer_thread(functools.partial(_commit_group, db, works))
+                _settle([future for _work, future in requests], outcomes)
             if stop:
                 for _work, future in self._drain():
                     future.set_exception(StoreClosedError())
@@ -247,50 +269,12 @@ class SQLiteStore(Store):
                 pending.append(item)
         return pending
 
-    async def _commit_group(
-        self, db: aiosqlite.Connection, group: list[tuple[Work, asyncio.Future[Any]]]
-    ) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], BaseException | None, Any]] = []
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-            if len(group) == 1:
-                work, future = group[0]
-                try:
-                    result = await work(db)
-                except Exception as exc:
-                    await db.execute("ROLLBACK")
-                    outcomes.append((future, exc, None))
-                    _settle(outcomes)
-                    return
-                outcomes.append((future, None, result))
-            else:
-                for work, future in group:
-                    await db.execute("SAVEPOINT request")
-                    try:
-                        result = await work(db)
-                    except Exception as exc:
-                        await db.execute("ROLLBACK TO request")
-                        await db.execute("RELEASE request")
-                        outcomes.append((future, exc, None))
-                    else:
-                        await db.execute("RELEASE request")
-                        outcomes.append((future, None, result))
-            await db.execute("COMMIT")
-        except Exception as exc:
-            # The commit itself failed (disk full, I/O error): nothing of the
-            # group is stored, so every caller gets the error.
-            log.exception("write transaction failed")
-            with contextlib.suppress(Exception):
-                await db.execute("ROLLBACK")
-            outcomes = [(future, exc, None) for _work, future in group]
-        _settle(outcomes)
-
     # Channels
 
     async def create_channel(self, channel: Channel) -> Channel:
-        async def work(db: aiosqlite.Connection) -> Channel:
+        def work(db: sqlite3.Connection) -> Channel:
             try:
-                await db.execute(
+                db.execute(
                     f"INSERT INTO channels ({_CHANNEL_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                     (
                         channel.name,
@@ -324,81 +308,10 @@ class SQLiteStore(Store):
     # Events
 
     async def append_events(self, events: Sequence[Event]) -> list[Event]:
-        async def work(db: aiosqlite.Connection) -> list[Event]:
-            # A handful of statements per batch, not per event: each statement
-            # is a hop to aiosqlite's thread, which is what appends pay for.
-            ids = list(dict.fromkeys(event.id for event in events))
-            known: dict[str, str] = {
-                row[0]: row[1]
-                for row in await _select_in(db, "SELECT id, channel FROM events WHERE id IN", ids)
-            }
-            channels = {
-                row[0]
-                for row in await _select_in(
-                    db,
-                    "SELECT name FROM channels WHERE name IN",
-                    list({event.channel for event in events}),
-                )
-            }
-            parents = [p for event in events for p in event.parent_ids if p not in known]
-            stored_parents = {
-                row[0] for row in await _select_in(db, "SELECT id FROM events WHERE id IN", parents)
-            }
-            fresh: list[Event] = []
-            for event in events:  # in order, so the first bad event is the one reported
-                if event.channel not in channels:
-                    raise _channel_not_found(event.channel)
-                owner = known.get(event.id)
-                if owner is not None:
-                    if owner != event.channel:
-                        raise EventExistsError(
-                            f"Event id {event.id} already exists in channel {owner}",
-                            event_id=event.id,
-                            channel=owner,
-                        )
-                    continue  # a retry: answered with the stored event
-                for parent in event.parent_ids:
-                    if parent not in known and parent not in stored_parents:
-                        raise _event_not_found(parent)
-                known[event.id] = event.channel  # parents may name it from here on
-                fresh.append(event)
-            await db.executemany(
-                f"INSERT INTO events ({_EVENT_INSERT_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        event.id,
-                        event.channel,
-                        event.timestamp_ns,
-                        event.source,
-                        event.kind,
-                        _dumps(event.payload),
-                        event.schema,
-                        _dumps(event.metadata),
-                        event.correlation_id,
-                        _dumps(list(event.parent_ids)),
-                    )
-                    for event in fresh
-                ],
-            )
-            fresh_ids = {event.id for event in fresh}
-            retried = [event_id for event_id in ids if event_id not in fresh_ids]
-            cursors: dict[str, int] = {
-                row[0]: row[1]
-                for row in await _select_in(
-                    db, "SELECT id, cursor FROM events WHERE id IN", list(fresh_ids)
-                )
-            }
-            stored = {
-                row[1]: _event(row)
-                for row in await _select_in(
-                    db, f"SELECT {_EVENT_COLUMNS} FROM events WHERE id IN", retried
-                )
-            }
-            stored.update((event.id, replace(event, cursor=cursors[event.id])) for event in fresh)
-            return [stored[event.id] for event in events]
+        return await self._write(lambda db: _append(db, events, atomic=True))
 
-        return await self._write(work)
+    async def append_each(self, events: Sequence[Event]) -> list[Event | SSSNError]:
+        return await self._write(lambda db: _append(db, events, atomic=False))
 
     async def get_event(self, event_id: str) -> Event:
         rows = await self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
@@ -450,12 +363,12 @@ class SQLiteStore(Store):
     # Subscriptions
 
     async def create_subscription(self, subscription: Subscription) -> Subscription:
-        async def work(db: aiosqlite.Connection) -> Subscription:
-            await _require_channel(db, subscription.channel)
-            rows = await db.execute_fetchall(
+        def work(db: sqlite3.Connection) -> Subscription:
+            _require_channel(db, subscription.channel)
+            rows = db.execute(
                 f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?",
                 (subscription.id,),
-            )
+            ).fetchall()
             for row in rows:
                 existing = _subscription(row)
                 if existing.channel != subscription.channel:
@@ -466,7 +379,7 @@ class SQLiteStore(Store):
                         channel=existing.channel,
                     )
                 return existing
-            await db.execute(
+            db.execute(
                 f"INSERT INTO subscriptions ({_SUBSCRIPTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     subscription.id,
@@ -491,8 +404,8 @@ class SQLiteStore(Store):
         return _subscription(rows[0])
 
     async def advance_subscription(self, subscription_id: str, cursor: int) -> None:
-        async def work(db: aiosqlite.Connection) -> None:
-            changed = await db.execute(
+        def work(db: sqlite3.Connection) -> None:
+            changed = db.execute(
                 "UPDATE subscriptions SET cursor = max(cursor, ?) WHERE id = ?",
                 (cursor, subscription_id),
             )
@@ -502,12 +415,12 @@ class SQLiteStore(Store):
         await self._write(work)
 
     async def seek_subscription(self, subscription_id: str, cursor: int) -> Subscription:
-        async def work(db: aiosqlite.Connection) -> Subscription:
-            rows = await db.execute_fetchall(
+        def work(db: sqlite3.Connection) -> Subscription:
+            rows = db.execute(
                 f"UPDATE subscriptions SET cursor = ? WHERE id = ?"
                 f" RETURNING {_SUBSCRIPTION_COLUMNS}",
                 (cursor, subscription_id),
-            )
+            ).fetchall()
             for row in rows:
                 return _subscription(row)
             raise _subscription_not_found(subscription_id)
@@ -532,8 +445,8 @@ class SQLiteStore(Store):
         return [_subscription(row) for row in await self._read(sql, parameters)]
 
     async def delete_subscription(self, subscription_id: str) -> None:
-        async def work(db: aiosqlite.Connection) -> None:
-            deleted = await db.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
+        def work(db: sqlite3.Connection) -> None:
+            deleted = db.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
             if deleted.rowcount == 0:
                 raise _subscription_not_found(subscription_id)
 
@@ -570,11 +483,11 @@ class SQLiteStore(Store):
             event_ids=spec.event_ids,
         )
 
-        async def work(db: aiosqlite.Connection) -> Artifact:
+        def work(db: sqlite3.Connection) -> Artifact:
             if artifact.channel is not None:
-                await _require_channel(db, artifact.channel)
-            await _require_events(db, artifact.event_ids)
-            await db.execute(
+                _require_channel(db, artifact.channel)
+            _require_events(db, artifact.event_ids)
+            db.execute(
                 f"INSERT INTO artifacts ({_ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     artifact.id,
@@ -606,12 +519,12 @@ class SQLiteStore(Store):
     # Snapshots
 
     async def put_snapshot(self, snapshot: Snapshot) -> Snapshot:
-        async def work(db: aiosqlite.Connection) -> Snapshot:
+        def work(db: sqlite3.Connection) -> Snapshot:
             if snapshot.channel is not None:
-                await _require_channel(db, snapshot.channel)
+                _require_channel(db, snapshot.channel)
             if snapshot.source_event_id is not None:
-                await _require_events(db, (snapshot.source_event_id,))
-            await db.execute(
+                _require_events(db, (snapshot.source_event_id,))
+            db.execute(
                 f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(name) DO UPDATE SET channel = excluded.channel,"
                 " timestamp_ns = excluded.timestamp_ns, value = excluded.value,"
@@ -659,8 +572,8 @@ def _ignore_outcome(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _settle(outcomes: list[tuple[asyncio.Future[Any], BaseException | None, Any]]) -> None:
-    for future, error, result in outcomes:
+def _settle(futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:
+    for future, (error, result) in zip(futures, outcomes, strict=True):
         if future.done():
             continue
         if error is not None:
@@ -669,41 +582,195 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], BaseException | None, Any]
             future.set_result(result)
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"store schema version {version} is newer than this server ({SCHEMA_VERSION})"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        log.info("migrating store schema to version %s", number + 1)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={number + 1}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+def _commit_group(db: sqlite3.Connection, works: list[Work]) -> list[Outcome]:
+    """Runs a group of writes in one transaction (in the writer's thread).
+
+    Each write of a group runs in its own savepoint, so a failing one is
+    rolled back alone and the others still commit.
+    """
+    outcomes: list[Outcome] = []
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        if len(works) == 1:
+            try:
+                result = works[0](db)
+            except Exception as exc:
+                db.execute("ROLLBACK")
+                return [(exc, None)]
+            outcomes.append((None, result))
+        else:
+            for work in works:
+                db.execute("SAVEPOINT request")
+                try:
+                    result = work(db)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO request")
+                    db.execute("RELEASE request")
+                    outcomes.append((exc, None))
+                else:
+                    db.execute("RELEASE request")
+                    outcomes.append((None, result))
+        db.execute("COMMIT")
+    except Exception as exc:
+        # The commit itself failed (disk full, I/O error): nothing of the
+        # group is stored, so every caller gets the error.
+        log.exception("write transaction failed")
+        with contextlib.suppress(Exception):
+            db.execute("ROLLBACK")
+        return [(exc, None) for _work in works]
+    return outcomes
+
+
 async def _scalar(db: aiosqlite.Connection, sql: str) -> int:
     rows = await db.execute_fetchall(sql)
     return int(next(iter(rows))[0])
 
 
-async def _require_channel(db: aiosqlite.Connection, name: str) -> None:
-    rows = await db.execute_fetchall("SELECT 1 FROM channels WHERE name = ?", (name,))
-    if not rows:
+def _require_channel(db: sqlite3.Connection, name: str) -> None:
+    if db.execute("SELECT 1 FROM channels WHERE name = ?", (name,)).fetchone() is None:
         raise _channel_not_found(name)
 
 
-async def _require_events(db: aiosqlite.Connection, event_ids: Sequence[str]) -> None:
+def _require_events(db: sqlite3.Connection, event_ids: Sequence[str]) -> None:
     """Raises EventNotFoundError naming the first id that is not stored."""
-    if not event_ids:
-        return
     unique = list(dict.fromkeys(event_ids))
-    placeholders = ", ".join("?" * len(unique))
-    rows = await db.execute_fetchall(f"SELECT id FROM events WHERE id IN ({placeholders})", unique)
-    found = {row[0] for row in rows}
+    found = {row[0] for row in _select_in(db, "SELECT id FROM events WHERE id IN", unique)}
     for event_id in unique:
         if event_id not in found:
             raise _event_not_found(event_id)
 
 
-async def _select_in(
-    db: aiosqlite.Connection, sql: str, values: Sequence[str]
-) -> list[sqlite3.Row]:
+def _select_in(db: sqlite3.Connection, sql: str, values: Sequence[str]) -> list[Any]:
     """Runs `sql (?, ?, ...)` for `values`, in chunks below SQLite's limit of bound
     variables; no statement at all when there are none."""
-    rows: list[sqlite3.Row] = []
+    rows: list[Any] = []
     for start in range(0, len(values), _MAX_VARIABLES):
         chunk = values[start : start + _MAX_VARIABLES]
         placeholders = ", ".join("?" * len(chunk))
-        rows.extend(await db.execute_fetchall(f"{sql} ({placeholders})", chunk))
+        rows.extend(db.execute(f"{sql} ({placeholders})", chunk).fetchall())
     return rows
+
+
+def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) -> list[Any]:
+    """Stores events in a handful of statements, not several per event.
+
+    Atomic: the first bad event raises and nothing is stored. Otherwise each
+    bad event's place in the result holds its error and the rest are stored.
+    """
+    ids = list(dict.fromkeys(event.id for event in events))
+    known: dict[str, str] = dict(_select_in(db, "SELECT id, channel FROM events WHERE id IN", ids))
+    channels = {
+        row[0]
+        for row in _select_in(
+            db, "SELECT name FROM channels WHERE name IN", list({e.channel for e in events})
+        )
+    }
+    parents = list({p for event in events for p in event.parent_ids if p not in known})
+    stored_parents = {
+        row[0] for row in _select_in(db, "SELECT id FROM events WHERE id IN", parents)
+    }
+    results: list[Any] = []
+    fresh: list[Event] = []
+    for event in events:  # in order, so the first bad event is the one reported
+        try:
+            is_new = _check_append(event, known, channels, stored_parents)
+        except SSSNError as error:
+            if atomic:
+                raise
+            results.append(error)
+            continue
+        if is_new:
+            known[event.id] = event.channel  # parents may name it from here on
+            fresh.append(event)
+        results.append(event.id)
+    db.executemany(
+        f"INSERT INTO events ({_EVENT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                event.id,
+                event.channel,
+                event.timestamp_ns,
+                event.source,
+                event.kind,
+                _json_column(event.payload),
+                event.schema,
+                _json_column(event.metadata),
+                event.correlation_id,
+                _dumps(list(event.parent_ids)),
+                event.wire,
+            )
+            for event in fresh
+        ],
+    )
+    fresh_ids = [event.id for event in fresh]
+    cursors = dict(_select_in(db, "SELECT id, cursor FROM events WHERE id IN", fresh_ids))
+    stored = {event.id: _with_cursor(event, cursors[event.id]) for event in fresh}
+    # Retries are answered with the event as first stored, not as re-sent.
+    retried = [r for r in dict.fromkeys(results) if isinstance(r, str) and r not in stored]
+    stored.update(
+        (row[1], _event(row))
+        for row in _select_in(db, f"SELECT {_EVENT_COLUMNS} FROM events WHERE id IN", retried)
+    )
+    return [stored[result] if isinstance(result, str) else result for result in results]
+
+
+def _check_append(
+    event: Event, known: dict[str, str], channels: set[str], stored_parents: set[str]
+) -> bool:
+    """Whether `event` is new (False: a retry of a stored id); raises if it is refused."""
+    if event.channel not in channels:
+        raise _channel_not_found(event.channel)
+    owner = known.get(event.id)
+    if owner is not None:
+        if owner != event.channel:
+            raise EventExistsError(
+                f"Event id {event.id} already exists in channel {owner}",
+                event_id=event.id,
+                channel=owner,
+            )
+        return False
+    for parent in event.parent_ids:
+        if parent not in known and parent not in stored_parents:
+            raise _event_not_found(parent)
+    return True
+
+
+def _with_cursor(event: Event, cursor: int) -> Event:
+    # Built directly: dataclasses.replace costs several times more per event.
+    return Event(
+        id=event.id,
+        channel=event.channel,
+        timestamp_ns=event.timestamp_ns,
+        kind=event.kind,
+        payload=event.payload,
+        source=event.source,
+        schema=event.schema,
+        metadata=event.metadata,
+        correlation_id=event.correlation_id,
+        parent_ids=event.parent_ids,
+        cursor=cursor,
+        wire=event.wire,
+    )
 
 
 def _channel_not_found(name: str) -> ChannelNotFoundError:
@@ -724,6 +791,16 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def _json_column(value: Any) -> str | bytes:
+    """JSON text, or an `Encoded` value's bytes kept as they are (a BLOB)."""
+    return value.data if isinstance(value, Encoded) else _dumps(value)
+
+
+def _json_value(column: str | bytes) -> Any:
+    # A BLOB column holds a value stored in its wire form (schema version 3).
+    return Encoded(column) if isinstance(column, bytes) else json.loads(column)
+
+
 def _channel(row: sqlite3.Row) -> Channel:
     return Channel(
         name=row[0], schema=row[1], form=row[2], description=row[3], metadata=json.loads(row[4])
@@ -738,11 +815,12 @@ def _event(row: sqlite3.Row) -> Event:
         timestamp_ns=row[3],
         source=row[4],
         kind=row[5],
-        payload=json.loads(row[6]),
+        payload=_json_value(row[6]),
         schema=row[7],
-        metadata=json.loads(row[8]),
+        metadata=_json_value(row[8]),
         correlation_id=row[9],
         parent_ids=tuple(json.loads(row[10])),
+        wire=row[11],
     )
 
 

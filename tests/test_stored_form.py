@@ -1,0 +1,128 @@
+"""Events are stored in the form they are served in, and older JSON rows still read the same."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format, struct_pb2
+
+from sssn_proto.v1 import event_pb2
+from sssn_proto.v1 import store_service_pb2 as pb
+from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
+from sssn_server.store._schema import MIGRATIONS
+
+from .helpers import DEADLINE, failure, struct, value
+
+TRICKY_PAYLOADS: list[Any] = [
+    -1.0,
+    65535.0,
+    1e308,
+    2**53 + 2,
+    "ünï😀 \x7f",
+    [[], {}, [1, [2, [3]]], None, True],
+    {"a": {"b": {"c": [0.5, -0.25, "x"]}}, "": ""},
+]
+
+
+def _database(store_dir: Path) -> sqlite3.Connection:
+    return sqlite3.connect(store_dir / "sssn.sqlite")
+
+
+@pytest.mark.parametrize("payload", TRICKY_PAYLOADS)
+async def test_payloads_are_served_exactly_as_sent_from_the_stored_form(
+    stub, make_channel, store_dir: Path, payload: Any
+) -> None:
+    channel = await make_channel()
+    sent = event_pb2.Event(channel=channel, payload=value(payload), metadata=struct({"k": 1}))
+    appended = await stub.AppendEvent(pb.AppendEventRequest(event=sent), timeout=DEADLINE)
+    got = await stub.GetEvent(pb.GetEventRequest(id=appended.event.id), timeout=DEADLINE)
+    assert got.event == appended.event
+    assert json_format.MessageToDict(got.event.payload) == json_format.MessageToDict(sent.payload)
+    with _database(store_dir) as db:
+        wire, stored_payload = db.execute(
+            "SELECT wire, payload FROM events WHERE id = ?", (appended.event.id,)
+        ).fetchone()
+    db.close()
+    # What is served was stored: the row's wire form is the event minus its cursor.
+    assert isinstance(wire, bytes) and isinstance(stored_payload, bytes)
+    served = event_pb2.Event.FromString(wire)
+    served.cursor = appended.event.cursor
+    assert served == appended.event
+
+
+async def test_an_empty_value_inside_a_payload_is_served_as_null(stub, make_channel) -> None:
+    channel = await make_channel()
+    payload = struct_pb2.Value()
+    payload.struct_value.fields["empty"].CopyFrom(struct_pb2.Value())
+    payload.struct_value.fields["list"].list_value.values.add()
+    appended = await stub.AppendEvent(
+        pb.AppendEventRequest(event=event_pb2.Event(channel=channel, payload=payload)),
+        timeout=DEADLINE,
+    )
+    fields = appended.event.payload.struct_value.fields
+    assert fields["empty"].WhichOneof("kind") == "null_value"
+    assert fields["list"].list_value.values[0].WhichOneof("kind") == "null_value"
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+async def test_a_non_finite_number_deep_in_payload_or_metadata_is_invalid(
+    stub, make_channel, bad: float
+) -> None:
+    channel = await make_channel()
+    payload = struct_pb2.Value()
+    payload.list_value.values.add().struct_value.fields["x"].number_value = bad
+    metadata = struct_pb2.Struct()
+    metadata.fields["deep"].list_value.values.add().number_value = bad
+    for event, field in (
+        (event_pb2.Event(channel=channel, payload=payload), "event.payload"),
+        (event_pb2.Event(channel=channel, metadata=metadata), "event.metadata"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.AppendEvent(pb.AppendEventRequest(event=event), timeout=DEADLINE)
+        assert failure(raised.value).code == grpc.StatusCode.INVALID_ARGUMENT
+        assert failure(raised.value).fields == [field]
+    page = await stub.QueryEvents(pb.QueryEventsRequest(channel=channel), timeout=DEADLINE)
+    assert not page.events
+
+
+async def test_a_version_2_store_with_json_rows_serves_old_and_new_events_alike(
+    start_server, store_dir: Path
+) -> None:
+    store_dir.mkdir(parents=True)
+    with _database(store_dir) as db:
+        for migration in MIGRATIONS[:2]:
+            db.executescript(migration)
+        db.execute("PRAGMA user_version=2")
+        db.execute(
+            "INSERT INTO channels VALUES ('old', NULL, 'log', '', '{}')",
+        )
+        db.execute(
+            "INSERT INTO events (id, channel, timestamp_ns, source, kind, payload, schema,"
+            " metadata, correlation_id, parent_ids) VALUES ('e1', 'old', 1000000000, 'src',"
+            " 'note', '{\"n\":1,\"s\":\"é\"}', NULL, '{\"m\":[true]}', NULL, '[]')"
+        )
+    db.close()
+    server = await start_server()
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = pb_grpc.StoreServiceStub(channel)
+        await stub.AppendEvent(
+            pb.AppendEventRequest(
+                event=event_pb2.Event(
+                    channel="old", kind="note", payload=value({"n": 2}), parent_ids=["e1"]
+                )
+            ),
+            timeout=DEADLINE,
+        )
+        page = await stub.QueryEvents(pb.QueryEventsRequest(channel="old"), timeout=DEADLINE)
+    old, new = page.events
+    assert (old.id, old.cursor, old.source, old.kind) == ("e1", 1, "src", "note")
+    assert json_format.MessageToDict(old.payload) == {"n": 1, "s": "é"}
+    assert json_format.MessageToDict(old.metadata) == {"m": [True]}
+    assert old.timestamp.ToNanoseconds() == 1_000_000_000
+    assert new.cursor == 2 and list(new.parent_ids) == ["e1"]
+    assert json_format.MessageToDict(new.payload) == {"n": 2}
