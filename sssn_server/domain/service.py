@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import logging
 import os
 import time
 import weakref
@@ -42,6 +43,7 @@ from .models import (
     Subscription,
 )
 from .notifier import CommitNotifier
+from .recent import RecentEvents
 from .streams import ACK_MODES, AUTO, MANUAL, StreamHandle, StreamStatus
 from .validation import (
     optional_segment,
@@ -54,6 +56,8 @@ from .validation import (
     require_token,
     segment_list,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +156,8 @@ class ChannelService:
         self._notifier = CommitNotifier()
         self._closing = False
         # Pulls of one subscription take turns so each batch goes to one reader.
-        self._pull_locks: weakref.WeakValueDictionary[str, _Lock] = weakref.WeakValueDictionary()
+        # Each also keeps the subscription's position while anyone pulls it.
+        self._pull_locks: weakref.WeakValueDictionary[str, _Turn] = weakref.WeakValueDictionary()
         # The stream that owns each subscription (following or manual streams).
         self._owners: dict[str, StreamHandle] = {}
         # Highest cursor this server delivered per subscription: acknowledging
@@ -166,6 +171,8 @@ class ChannelService:
         self._no_open_streams = asyncio.Event()
         self._no_open_streams.set()
         self._cursor_writes: set[asyncio.Task[None]] = set()
+        self._recent = RecentEvents()
+        store.add_commit_listener(self._committed)
 
     @property
     def closing(self) -> bool:
@@ -238,9 +245,7 @@ class ChannelService:
                 f"{len(events)} events exceed the limit of {self.limits.max_append_batch} per call"
             )
         prepared = _prepare_events(events, field, self._encode_event)
-        stored = await self.store.append_events(prepared)
-        self._appended(stored)
-        return stored
+        return await self.store.append_events(prepared)
 
     async def append_each(
         self, events: Sequence[Event], *, field: str = "events"
@@ -260,17 +265,15 @@ class ChannelService:
         if valid:
             stored = iter(await self.store.append_each(valid))
             results = [next(stored) if isinstance(r, Event) else r for r in results]
-            self._appended([r for r in results if isinstance(r, Event)])
         return results
 
-    def _appended(self, stored: list[Event]) -> None:
-        """Keeps the head cursor and wakes the followers of the channels written."""
-        if not stored:
-            return
-        # Only once known: a repeated append returns an older event's cursor.
-        if self._head is not None:
-            self._head = max(self._head, *(event.cursor for event in stored))
-        self._notifier.notify({event.channel for event in stored})
+    def _committed(self, events: Sequence[Event]) -> None:
+        """Called by the store with each commit's new events, in commit order:
+        keeps them for live followers and wakes those of the channels written."""
+        self._recent.add(events)
+        if self._head is not None:  # else read from the store when first needed
+            self._head = max(self._head, events[-1].cursor)
+        self._notifier.notify({event.channel for event in events})
 
     async def _head_cursor(self) -> int:
         """The store's latest cursor, read once and then kept up to date by appends."""
@@ -324,9 +327,12 @@ class ChannelService:
         return await self.store.create_subscription(subscription)
 
     async def get_subscription(self, subscription_id: str) -> Subscription:
-        return await self.store.get_subscription(
-            require_segment("subscription_id", subscription_id)
-        )
+        """The subscription as stored, once the batches already sent are recorded."""
+        require_segment("subscription_id", subscription_id)
+        turn = self._pull_locks.get(subscription_id)
+        if turn is not None:
+            await turn.written()
+        return await self.store.get_subscription(subscription_id)
 
     async def get_subscription_lag(self, subscription_id: str) -> SubscriptionLag:
         """Returns a subscription with the store's head cursor and its pending count."""
@@ -357,6 +363,7 @@ class ChannelService:
         """Deletes a subscription; its open stream ends with SUBSCRIPTION_NOT_FOUND."""
         require_segment("subscription_id", subscription_id)
         await self.store.delete_subscription(subscription_id)
+        self._forget_position(subscription_id)
         self._delivered.pop(subscription_id, None)
         self._seeks.pop(subscription_id, None)
         handle = self._owners.pop(subscription_id, None)
@@ -390,6 +397,7 @@ class ChannelService:
             )
         if cursor > current.cursor:
             await self.store.advance_subscription(subscription_id, cursor)
+            self._forget_position(subscription_id, moved=False)
         handle = self._owners.get(subscription_id)
         if handle is not None:
             handle.acked(cursor)
@@ -413,6 +421,7 @@ class ChannelService:
             cursor = first - 1 if first is not None else await self.store.head_cursor()
         self._seeks[subscription_id] = self._seeks.get(subscription_id, 0) + 1
         moved = await self.store.seek_subscription(subscription_id, cursor)
+        self._forget_position(subscription_id)
         self._delivered[subscription_id] = cursor
         handle = self._owners.get(subscription_id)
         if handle is not None:
@@ -503,7 +512,7 @@ class ChannelService:
         subscription_id = subscription.id
         manual = handle is not None and handle.ack_mode == MANUAL
         remaining = None if follow else per_batch
-        lock = self._pull_locks.setdefault(subscription_id, _Lock())
+        turn = self._pull_locks.setdefault(subscription_id, _Turn())
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
         while True:
@@ -525,12 +534,10 @@ class ChannelService:
                     finally:
                         handle.sending = False
             else:
-                async with lock:
-                    current = await self.store.get_subscription(subscription_id)
+                async with turn:
                     seeks = self._seeks.get(subscription_id, 0)
-                    events = await self.store.query_events(
-                        current.channel, after_cursor=current.cursor, limit=size, kind=current.kind
-                    )
+                    current = await self._position(turn, subscription_id)
+                    events = await self._events_after(current, size)
                     if events:
                         self._note_delivered(subscription_id, events[-1].cursor)
                         if handle is not None:
@@ -542,15 +549,17 @@ class ChannelService:
                             if handle is not None:
                                 handle.sending = False
                         # The batch was sent: record that even if the stream is
-                        # cancelled now, and before the next reader takes the
-                        # lock; a seek meanwhile decides the position instead.
+                        # cancelled now, and before the next reader takes its
+                        # turn; a seek meanwhile decides the position instead.
                         if self._seeks.get(subscription_id, 0) == seeks:
-                            await self._record_delivery(subscription_id, events[-1].cursor)
+                            self._record_delivery(turn, subscription_id, events[-1].cursor)
             if events:
                 last_sent = loop.time()
             if remaining is not None:
                 remaining -= len(events)
                 if remaining <= 0 or len(events) < size:
+                    # A pull that ends has its position stored when it ends.
+                    await turn.written()
                     return
             elif not events:
                 others = () if handle is None else (handle.wake,)
@@ -592,17 +601,69 @@ class ChannelService:
     async def _head_after(self, events: list[Event]) -> int:
         return max(await self._head_cursor(), events[-1].cursor)
 
-    async def _record_delivery(self, subscription_id: str, cursor: int) -> None:
-        """Moves the cursor past a sent batch, to the end even if the stream is
-        cancelled meanwhile; `flush_cursors` waits for it on shutdown."""
-        task = asyncio.ensure_future(self.store.advance_subscription(subscription_id, cursor))
-        self._cursor_writes.add(task)
-        task.add_done_callback(self._cursor_writes.discard)
+    async def _position(self, turn: _Turn, subscription_id: str) -> Subscription:
+        """The subscription as of the last batch sent: kept in memory while
+        anyone pulls it, read from the store when unknown."""
+        if turn.state is None:
+            await turn.written()  # the row must include every move already made
+            turn.state = await self.store.get_subscription(subscription_id)
+        return turn.state
+
+    async def _events_after(self, subscription: Subscription, limit: int) -> list[Event]:
+        """The next events for a subscription: from memory when the recent
+        commits hold them all, else from the store."""
+        events = self._recent.after(
+            subscription.channel, subscription.cursor, limit=limit, kind=subscription.kind
+        )
+        if events is None:
+            events = await self.store.query_events(
+                subscription.channel,
+                after_cursor=subscription.cursor,
+                limit=limit,
+                kind=subscription.kind,
+            )
+        return events
+
+    def _record_delivery(self, turn: _Turn, subscription_id: str, cursor: int) -> None:
+        """Moves the cursor past a sent batch without waiting for the disk.
+
+        The move is stored by a task of its own, so it completes even if the
+        stream is cancelled, and the next batch is sent meanwhile; moves that
+        pile up while one is written go out as one. `flush_cursors` waits for
+        them on shutdown.
+        """
+        if turn.state is not None:
+            turn.state = replace(turn.state, cursor=max(turn.state.cursor, cursor))
+        turn.target = max(turn.target, cursor)
+        turn.seeks = self._seeks.get(subscription_id, 0)
+        turn.dirty = True
+        if turn.writer is None:
+            task = turn.writer = asyncio.ensure_future(self._store_position(turn, subscription_id))
+            self._cursor_writes.add(task)
+            task.add_done_callback(self._cursor_writes.discard)
+
+    async def _store_position(self, turn: _Turn, subscription_id: str) -> None:
         try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            await task
-            raise
+            while turn.dirty:
+                turn.dirty = False
+                if self._seeks.get(subscription_id, 0) != turn.seeks:
+                    break  # a seek decided the position since
+                await self.store.advance_subscription(subscription_id, turn.target)
+        except SSSNError as error:  # deleted meanwhile, or the store closed
+            log.info("cursor of %s not stored: %s", subscription_id, error)
+        except Exception:
+            log.exception("cursor of %s not stored", subscription_id)
+        finally:
+            turn.writer = None
+
+    def _forget_position(self, subscription_id: str, *, moved: bool = True) -> None:
+        """Makes the next batch read the subscription from the store; `moved`:
+        its cursor was set elsewhere, so moves not yet stored are dropped."""
+        turn = self._pull_locks.get(subscription_id)
+        if turn is not None:
+            turn.state = None
+            if moved:
+                turn.target, turn.dirty = 0, False
 
     # Artifacts
 
@@ -659,19 +720,31 @@ class ChannelService:
         return await self.store.get_snapshot(require_segment("name", name))
 
 
-class _Lock:
-    """An asyncio.Lock that can live in a WeakValueDictionary."""
+class _Turn:
+    """Pulls of one subscription take turns (so each batch goes to one reader);
+    the turn also keeps the subscription's position meanwhile. It lives in a
+    WeakValueDictionary: gone once no pull and no pending write holds it."""
 
-    __slots__ = ("__weakref__", "_lock")
+    __slots__ = ("__weakref__", "_lock", "dirty", "seeks", "state", "target", "writer")
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
+        self.state: Subscription | None = None
+        self.target = 0  # the cursor to store
+        self.dirty = False  # target moved since the writer last stored it
+        self.seeks = 0  # the subscription's seek count when target was set
+        self.writer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> None:
         await self._lock.acquire()
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._lock.release()
+
+    async def written(self) -> None:
+        """Waits until the moves recorded so far are stored."""
+        if self.writer is not None:
+            await asyncio.shield(self.writer)
 
 
 def _subscription_gone(subscription_id: str) -> SubscriptionNotFoundError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 
 from ..domain.errors import SSSNError
@@ -78,6 +78,12 @@ class Store(abc.ABC):
         in another channel it raises EventExistsError. Parents may name
         events stored earlier in the same batch.
         """
+
+    @abc.abstractmethod
+    def add_commit_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
+        """Calls `listener` with the new events of every commit, in commit
+        order, on the event loop, before the appenders hear back. Events a
+        retry answered with (stored earlier) are not new and not passed."""
 
     @abc.abstractmethod
     async def append_each(self, events: Sequence[Event]) -> list[Event | SSSNError]:

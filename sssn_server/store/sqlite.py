@@ -11,6 +11,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,6 +112,7 @@ class SQLiteStore(Store):
         self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]] | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._closed = True
+        self._commit_listeners: list[Callable[[Sequence[Event]], None]] = []
 
     @property
     def database_path(self) -> Path:
@@ -255,11 +257,25 @@ class SQLiteStore(Store):
             if requests:
                 works = [work for work, _future in requests]
                 outcomes = await self._in_writer_thread(functools.partial(_commit_group, db, works))
+                self._announce(outcomes)
                 _settle([future for _work, future in requests], outcomes)
             if stop:
                 for _work, future in self._drain():
                     future.set_exception(StoreClosedError())
                 return
+
+    def add_commit_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
+        self._commit_listeners.append(listener)
+
+    def _announce(self, outcomes: list[Outcome]) -> None:
+        """Tells the commit listeners about the group's new events, in order."""
+        for error, result in outcomes:
+            if error is None and isinstance(result, _Appended) and result.fresh:
+                for listener in self._commit_listeners:
+                    try:
+                        listener(result.fresh)
+                    except Exception:  # a listener's bug must not stop the writer
+                        log.exception("commit listener failed")
 
     def _drain(self) -> list[tuple[Work, asyncio.Future[Any]]]:
         pending = []
@@ -308,10 +324,12 @@ class SQLiteStore(Store):
     # Events
 
     async def append_events(self, events: Sequence[Event]) -> list[Event]:
-        return await self._write(lambda db: _append(db, events, atomic=True))
+        appended = await self._write(lambda db: _append(db, events, atomic=True))
+        return appended.results
 
     async def append_each(self, events: Sequence[Event]) -> list[Event | SSSNError]:
-        return await self._write(lambda db: _append(db, events, atomic=False))
+        appended = await self._write(lambda db: _append(db, events, atomic=False))
+        return appended.results
 
     async def get_event(self, event_id: str) -> Event:
         rows = await self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
@@ -671,7 +689,15 @@ def _select_in(db: sqlite3.Connection, sql: str, values: Sequence[str]) -> list[
     return rows
 
 
-def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class _Appended:
+    """What one append stored: a result per event, and the new events."""
+
+    results: list[Any]
+    fresh: list[Event]
+
+
+def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) -> _Appended:
     """Stores events in a handful of statements, not several per event.
 
     Atomic: the first bad event raises and nothing is stored. Otherwise each
@@ -724,14 +750,17 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
     )
     fresh_ids = [event.id for event in fresh]
     cursors = dict(_select_in(db, "SELECT id, cursor FROM events WHERE id IN", fresh_ids))
-    stored = {event.id: _with_cursor(event, cursors[event.id]) for event in fresh}
+    fresh = [_with_cursor(event, cursors[event.id]) for event in fresh]
+    stored = {event.id: event for event in fresh}
     # Retries are answered with the event as first stored, not as re-sent.
     retried = [r for r in dict.fromkeys(results) if isinstance(r, str) and r not in stored]
     stored.update(
         (row[1], _event(row))
         for row in _select_in(db, f"SELECT {_EVENT_COLUMNS} FROM events WHERE id IN", retried)
     )
-    return [stored[result] if isinstance(result, str) else result for result in results]
+    return _Appended(
+        [stored[result] if isinstance(result, str) else result for result in results], fresh
+    )
 
 
 def _check_append(
