@@ -97,6 +97,45 @@ async def append_batches(bench: Bench) -> dict[str, Any]:
     return {"per_s": batches * 100 / (time.perf_counter() - started)}
 
 
+async def append_stream(bench: Bench) -> dict[str, Any]:
+    """One AppendEventStream call: 16 events per message, sent without waiting
+    for answers (the stream's flow control paces the sender); every event must
+    come back with a cursor."""
+    channel = await bench.new_channel()
+    count = bench.size(20_000)
+    per_message = 16
+    messages = [
+        pb.AppendEventStreamRequest(
+            events=[
+                bench.event(channel, index)
+                for index in range(start, min(start + per_message, count))
+            ]
+        )
+        for start in range(0, count, per_message)
+    ]
+    started = time.perf_counter()
+    call = bench.stub.AppendEventStream()
+
+    async def send() -> None:
+        for message in messages:
+            await call.write(message)
+        await call.done_writing()
+
+    sender = asyncio.create_task(send())
+    acknowledged = 0
+    last = 0
+    async for response in call:
+        for result in response.results:
+            assert result.WhichOneof("result") == "event", result
+            assert result.event.cursor > last, (result.event.cursor, last)
+            last = result.event.cursor
+            acknowledged += 1
+    await sender
+    elapsed = time.perf_counter() - started
+    assert acknowledged == count, (acknowledged, count)
+    return {"per_s": count / elapsed}
+
+
 async def _filled_channel(bench: Bench, count: int) -> str:
     channel = await bench.new_channel()
     for start in range(0, count, 1000):
@@ -233,6 +272,7 @@ WORKLOADS: dict[str, Workload] = {
     "append_sequential": append_sequential,
     "append_concurrent_16": append_concurrent,
     "append_batches_100": append_batches,
+    "append_stream": append_stream,
     "pull_drain": pull_drain,
     "query_paging": query_paging,
     "live_latency": live_latency,

@@ -35,6 +35,17 @@ class NoopServicer(pb_grpc.StoreServiceServicer):
             event.cursor = next(self._cursor)
         return response
 
+    async def AppendEventStream(
+        self, request_iterator: AsyncIterator[pb.AppendEventStreamRequest], context: Any
+    ) -> AsyncIterator[pb.AppendEventStreamResponse]:
+        async for request in request_iterator:
+            response = pb.AppendEventStreamResponse()
+            for event in request.events:
+                result = response.results.add()
+                result.event.CopyFrom(event)
+                result.event.cursor = next(self._cursor)
+            yield response
+
     async def PullSubscription(
         self, request: pb.PullSubscriptionRequest, context: Any
     ) -> AsyncIterator[pb.PullSubscriptionResponse]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from ._config import (
     call_metadata,
     channel_options,
 )
-from ._errors import ClientClosedError, UnavailableError, error_from_rpc
+from ._errors import ClientClosedError, SSSNClientError, UnavailableError, error_from_rpc
 from ._models import Artifact, Channel, Event, Snapshot, Subscription
 from ._subscribe import Backoff, SubscribeOptions, ack_cursor, should_reconnect
 
@@ -113,6 +113,49 @@ class AsyncSSSNClient:
     async def append_events(self, events: Iterable[Event | Mapping[str, Any]]) -> list[Event]:
         """See `SSSNClient.append_events`."""
         return await self._unary(calls.append_events(events))
+
+    def append_event_stream(
+        self,
+        events: Iterable[Event | Mapping[str, Any]] | AsyncIterable[Event | Mapping[str, Any]],
+        *,
+        batch_size: int = 16,
+    ) -> AsyncIterator[Event | SSSNClientError]:
+        """See `SSSNClient.append_event_stream`; `events` may also be an async
+        iterable. Use it with `async for` (no await)."""
+        self._check_open()
+        return self._append_stream(events, calls.AppendStream(events, batch_size))
+
+    async def _append_stream(
+        self,
+        events: Iterable[Event | Mapping[str, Any]] | AsyncIterable[Event | Mapping[str, Any]],
+        stream: calls.AppendStream,
+    ) -> AsyncIterator[Event | SSSNClientError]:
+        failed: list[Exception] = []
+
+        async def requests() -> AsyncIterator[Any]:
+            batch: list[Event | Mapping[str, Any]] = []
+            try:
+                async for event in _each(events):
+                    batch.append(event)
+                    if len(batch) == stream.batch_size:
+                        yield stream.request(batch)
+                        batch = []
+            except Exception as exc:  # end the stream; raised after the answers
+                failed.append(exc)
+            if batch:
+                yield stream.request(batch)
+
+        call = self._stub.AppendEventStream(requests(), metadata=self._metadata)
+        try:
+            async for response in call:
+                for result in stream.results(response):
+                    yield result
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        finally:
+            call.cancel()
+        if failed:
+            raise failed[0]
 
     async def get_event(self, event_id: str) -> Event:
         """See `SSSNClient.get_event`."""
@@ -448,3 +491,13 @@ class AsyncEventStream:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), delay)
         self._wakeup = None
+
+
+async def _each(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    """Iterates a plain or an async iterable alike."""
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import IO, Any, Generic, TypeVar
+
+from google.rpc import status_pb2
 
 from sssn_proto.v1 import store_service_pb2 as pb
 from sssn_proto.v1 import subscription_pb2
 
 from . import _convert as convert
 from ._config import UPLOAD_CHUNK, UPLOAD_THRESHOLD
-from ._errors import ArtifactIntegrityError, invalid
+from ._errors import (
+    ArtifactIntegrityError,
+    SSSNClientError,
+    error_from_status,
+    invalid,
+    status_code_of,
+)
 from ._models import DEFAULT_MEDIA_TYPE, Artifact, Channel, Event, Snapshot, Subscription, coerce
 
 T = TypeVar("T")
@@ -74,6 +83,56 @@ def append_events(events: Iterable[Event | Mapping[str, Any]]) -> Unary[list[Eve
         pb.AppendEventsRequest(events=messages),
         lambda r: [convert.event_from_proto(e) for e in r.events],
     )
+
+
+class AppendStream:
+    """One `AppendEventStream` call's bookkeeping, shared by both clients: packs
+    events into request messages and matches each response to its request.
+
+    An event the client cannot encode is not sent; its error takes its place
+    among the results. Responses come one per request, in order, so a FIFO of
+    what each request held is enough (filled before the request is sent).
+    """
+
+    def __init__(self, events: object, batch_size: int) -> None:
+        if isinstance(events, (str, bytes, Mapping, Event)):
+            raise invalid("events", "must be an iterable of events")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise invalid("batch_size", "must be a positive integer")
+        self.batch_size = batch_size
+        self._sent: deque[list[SSSNClientError | None]] = deque()
+
+    def request(self, batch: Iterable[Event | Mapping[str, Any]]) -> pb.AppendEventStreamRequest:
+        """The request message of `batch` (at most `batch_size` events)."""
+        request = pb.AppendEventStreamRequest()
+        local: list[SSSNClientError | None] = []
+        for event in batch:
+            try:
+                message = convert.event_to_proto(coerce(Event, event))
+            except SSSNClientError as error:
+                local.append(error)
+            else:
+                request.events.append(message)
+                local.append(None)
+        self._sent.append(local)
+        return request
+
+    def results(self, response: pb.AppendEventStreamResponse) -> list[Event | SSSNClientError]:
+        """The results of the oldest unanswered request, one per event it was given."""
+        local = self._sent.popleft()
+        answers = iter(response.results)
+        results: list[Event | SSSNClientError] = []
+        for error in local:
+            if error is not None:
+                results.append(error)
+                continue
+            answer = next(answers)
+            if answer.WhichOneof("result") == "event":
+                results.append(convert.event_from_proto(answer.event))
+            else:
+                status = status_pb2.Status.FromString(answer.error.SerializeToString())
+                results.append(error_from_status(status_code_of(status.code), status))
+        return results
 
 
 def get_event(event_id: str) -> Unary[Event]:

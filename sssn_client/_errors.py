@@ -278,6 +278,14 @@ def error_from_rpc(error: grpc.RpcError) -> SSSNClientError:
         status = rpc_status.from_call(error)
     except ValueError:  # a status whose code disagrees with the call's: keep the call's
         status = None
+    return error_from_status(code, status, details)
+
+
+def error_from_status(
+    code: grpc.StatusCode, status: status_pb2.Status | None, details: str = ""
+) -> SSSNClientError:
+    """Builds the client error of a `google.rpc.Status` (a failed call's, or one
+    event's in an append stream); `details` is the message when it has none."""
     reason = ""
     resource: dict[str, str] = {}
     violations: list[tuple[str, str]] = []
@@ -304,6 +312,14 @@ def error_from_rpc(error: grpc.RpcError) -> SSSNClientError:
         resource=resource,
         field_violations=tuple(violations),
     )
+
+
+def status_code_of(value: int) -> grpc.StatusCode:
+    """The `grpc.StatusCode` of a numeric `google.rpc.Code` (UNKNOWN if unknown)."""
+    for code in grpc.StatusCode:
+        if code.value[0] == value:
+            return code
+    return grpc.StatusCode.UNKNOWN
 
 
 def invalid(field: str, description: str, **extra: Any) -> InvalidPayloadError:

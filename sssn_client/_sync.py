@@ -23,7 +23,7 @@ from ._config import (
     call_metadata,
     channel_options,
 )
-from ._errors import ClientClosedError, UnavailableError, error_from_rpc
+from ._errors import ClientClosedError, SSSNClientError, UnavailableError, error_from_rpc
 from ._models import Artifact, Channel, Event, Snapshot, Subscription
 from ._subscribe import Backoff, SubscribeOptions, ack_cursor, should_reconnect
 
@@ -136,6 +136,59 @@ class SSSNClient:
         """Appends several events atomically (all or none); errors as `append_event`,
         plus `TooManyItemsError` above the server's batch limit."""
         return self._unary(calls.append_events(events))
+
+    def append_event_stream(
+        self, events: Iterable[Event | Mapping[str, Any]], *, batch_size: int = 16
+    ) -> Iterator[Event | SSSNClientError]:
+        """Streams appends over one `AppendEventStream` call, for high-rate producers.
+
+        Sends `events` (consumed lazily, as the stream allows) in request
+        messages of `batch_size` events, without waiting for the answers, and
+        yields one result per event, in order: the stored `Event` (cursor set),
+        or the `SSSNClientError` that refused that event alone (for example
+        `ChannelNotFoundError`, or `InvalidPayloadError` for an event the client
+        cannot encode); a refused event does not stop the others. Events are
+        appended independently, not atomically; ids make resending safe.
+
+        Raises (after yielding the results before it) the error that ended the
+        whole stream: `TooManyItemsError` (a batch above the server's limit),
+        `StoreReadOnlyError`, `PermissionDeniedError`, `UnavailableError`...; an
+        exception raised by `events` itself is re-raised once the events before
+        it are answered. The call has no deadline (it lasts as long as `events`);
+        stopping the iteration early cancels it, leaving unanswered events
+        stored or not.
+        """
+        self._check_open()
+        return self._append_stream(events, calls.AppendStream(events, batch_size))
+
+    def _append_stream(
+        self, events: Iterable[Event | Mapping[str, Any]], stream: calls.AppendStream
+    ) -> Iterator[Event | SSSNClientError]:
+        failed: list[Exception] = []
+
+        def requests() -> Iterator[Any]:  # consumed by a gRPC thread
+            batch: list[Event | Mapping[str, Any]] = []
+            try:
+                for event in events:
+                    batch.append(event)
+                    if len(batch) == stream.batch_size:
+                        yield stream.request(batch)
+                        batch = []
+            except Exception as exc:  # end the stream; raised after the answers
+                failed.append(exc)
+            if batch:
+                yield stream.request(batch)
+
+        call = self._stub.AppendEventStream(requests(), metadata=self._metadata)
+        try:
+            for response in call:
+                yield from stream.results(response)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        finally:
+            call.cancel()
+        if failed:
+            raise failed[0]
 
     def get_event(self, event_id: str) -> Event:
         """Returns one event by id. Raises `EventNotFoundError`."""

@@ -192,6 +192,8 @@ _RULES: dict[str, tuple[str, Resolver]] = {
     "ListChannels": (READ, _fixed(lambda r: [])),
     "AppendEvent": (WRITE, _fixed(lambda r: [r.event.channel])),
     "AppendEvents": (WRITE, _fixed(lambda r: sorted({e.channel for e in r.events}))),
+    # Checked on every request message (see _EVERY_MESSAGE), not the first only.
+    "AppendEventStream": (WRITE, _fixed(lambda r: sorted({e.channel for e in r.events}))),
     "GetEvent": (READ, lambda s, r: _lookup(s.get_event(r.id))),
     "QueryEvents": (READ, _fixed(lambda r: [r.channel])),
     "CreateSubscription": (ADMIN, _fixed(lambda r: [r.channel])),
@@ -208,6 +210,11 @@ _RULES: dict[str, tuple[str, Resolver]] = {
     "PutSnapshot": (WRITE, _snapshot_channels),
     "GetSnapshot": (READ, lambda s, r: _lookup(s.get_snapshot(r.name))),
 }
+
+# Streaming-request methods each of whose messages names its own channels: a
+# message the principal may not write ends the stream with PERMISSION_DENIED,
+# after the answers to the messages before it.
+_EVERY_MESSAGE = frozenset({"AppendEventStream"})
 
 _ADMIN_VERBS = ("Create", "Delete", "Seek", "Update")
 _WRITE_VERBS = ("Append", "Write", "Upload", "Put")
@@ -277,6 +284,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             call = current_call.get()
             if call is not None:
                 call.principal = principal.name
+            if streaming_request and name in _EVERY_MESSAGE:
+                return check_each(request, principal), principal
             first = request
             if streaming_request:
                 first, request = await _peek(request)
@@ -290,6 +299,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     if not principal.allows(permission, channel):
                         await _abort(context, _denied(principal, permission, channel))
             return request, principal
+
+        async def check_each(requests: Any, principal: Principal) -> AsyncIterator[Any]:
+            # Raised from the request iterator, so the handler ends the stream
+            # in order with the status of this error.
+            permission, resolve = _rule(name)
+            async for message in requests:
+                for channel in await resolve(self._service, message):
+                    if not principal.allows(permission, channel):
+                        raise _denied(principal, permission, channel)
+                yield message
 
         async def unary(inner: Behavior, request: Any, context: Any) -> Any:
             request, caller = await admit(request, context)

@@ -45,6 +45,13 @@ def status_code(error: SSSNError) -> grpc.StatusCode:
 
 def to_status(error: SSSNError) -> grpc.Status:
     """Builds the status (with ErrorInfo and, for bad input, BadRequest) for `error`."""
+    return rpc_status.to_status(status_proto(error))
+
+
+def status_proto(error: SSSNError) -> status_pb2.Status:
+    """The `google.rpc.Status` of `error`: code, message, ErrorInfo and, for bad
+    input, BadRequest; what `to_status` sends as a call's status and what
+    AppendEventStream carries for one refused event."""
     code = status_code(error)
     details = [
         _pack(
@@ -66,10 +73,9 @@ def to_status(error: SSSNError) -> grpc.Status:
                 )
             )
         )
-    status = status_pb2.Status(
+    return status_pb2.Status(
         code=getattr(code_pb2, code.name), message=error.message, details=details
     )
-    return rpc_status.to_status(status)
 
 
 def internal_status() -> grpc.Status:

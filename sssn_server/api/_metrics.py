@@ -42,12 +42,13 @@ class Metrics:
         )
         self.open_streams = Gauge(
             "sssn_open_streams",
-            "Server-streaming calls in flight (following subscriptions, artifact reads).",
+            "Streaming calls in flight (following subscriptions, artifact reads, append streams).",
             registry=self.registry,
         )
         self.events_appended = Counter(
             "sssn_events_appended",
-            "Events accepted by AppendEvent and AppendEvents (including idempotent repeats).",
+            "Events accepted by AppendEvent, AppendEvents and AppendEventStream (including"
+            " idempotent repeats).",
             registry=self.registry,
         )
         self.events_delivered = Counter(
@@ -132,6 +133,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 self._metrics.events_appended.inc()
             elif name == "AppendEvents":
                 self._metrics.events_appended.inc(len(response.events))
+            elif name == "AppendEventStream":
+                stored = sum(1 for r in response.results if r.WhichOneof("result") == "event")
+                self._metrics.events_appended.inc(stored)
 
         def count_delivered(response: Any) -> None:
             # Every streamed StoreService message that carries events hands
@@ -178,6 +182,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             error: BaseException | None = None
             try:
                 async for response in inner(request, context):
+                    count_appended(response)
                     count_delivered(response)
                     record_lag(request, response)
                     yield response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -13,11 +14,11 @@ import grpc
 from sssn_proto.v1 import store_service_pb2 as pb
 from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
 
-from ..domain.errors import InvalidPayloadError, SSSNError
+from ..domain.errors import InvalidPayloadError, SSSNError, StoreReadOnlyError
 from ..domain.models import Event
 from ..domain.service import ChannelService
 from . import _convert as convert
-from ._errors import internal_status, to_status
+from ._errors import internal_status, status_proto, to_status
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Keep stream messages well under the 4 MiB a default client accepts.
 _MAX_MESSAGE_BYTES = 3 << 20
+
+# AppendEventStream: request messages whose appends may be under way at once;
+# beyond that the server stops reading and HTTP/2 flow control holds the client.
+_APPEND_STREAM_IN_FLIGHT = 32
+
+# An AppendEventStream request's appends, or what ended the request stream
+# (None: the client half-closed; an exception: reading failed).
+_PendingAppend = asyncio.Future[list[Event | SSSNError]] | Exception | None
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> None:
@@ -126,6 +135,54 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
         response = pb.AppendEventsResponse()
         _fill_events(response, events)
         return response
+
+    @_guarded
+    async def AppendEventStream(
+        self, request_iterator: AsyncIterator[pb.AppendEventStreamRequest], context: Any
+    ) -> AsyncIterator[pb.AppendEventStreamResponse]:
+        # Refuse at once: a message of invalid events alone never reaches the store.
+        if self._service.store.read_only:
+            raise StoreReadOnlyError()
+        pending: asyncio.Queue[_PendingAppend] = asyncio.Queue(_APPEND_STREAM_IN_FLIGHT)
+        reader = asyncio.create_task(self._start_appends(request_iterator, pending))
+        try:
+            while (item := await pending.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield _append_stream_response(await item)
+            await reader
+        finally:
+            # Client gone, stream failed or done: stop reading and drop the
+            # appends not answered (a write already queued still completes).
+            reader.cancel()
+            unanswered: list[asyncio.Future[Any]] = [reader]
+            while not pending.empty():
+                left = pending.get_nowait()
+                if isinstance(left, asyncio.Future):
+                    left.cancel()
+                    unanswered.append(left)
+            await asyncio.gather(*unanswered, return_exceptions=True)
+
+    async def _start_appends(
+        self,
+        requests: AsyncIterator[pb.AppendEventStreamRequest],
+        pending: asyncio.Queue[_PendingAppend],
+    ) -> None:
+        """Starts each request's appends without waiting for the one before, so
+        consecutive requests share group commits; the bounded queue paces reading."""
+        try:
+            async for request in requests:
+                events = [convert.event_from_proto(event) for event in request.events]
+                appends = asyncio.ensure_future(self._service.append_each(events))
+                try:
+                    await pending.put(appends)
+                except BaseException:  # cancelled while the queue was full
+                    appends.cancel()
+                    raise
+        except Exception as error:  # a failed read (or a denied message) ends the stream in order
+            await pending.put(error)
+        else:
+            await pending.put(None)
 
     @_guarded
     async def GetEvent(self, request: pb.GetEventRequest, context: Any) -> pb.GetEventResponse:
@@ -304,6 +361,20 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
 def _fill_events(response: Any, events: list[Event]) -> None:
     for event in events:
         convert.fill_event(response.events.add(), event)
+
+
+def _append_stream_response(results: list[Event | SSSNError]) -> pb.AppendEventStreamResponse:
+    response = pb.AppendEventStreamResponse()
+    for result in results:
+        target = response.results.add()
+        if isinstance(result, Event):
+            convert.fill_event(target.event, result)
+        else:
+            status = status_proto(result)
+            target.error.code = status.code
+            target.error.message = status.message
+            target.error.details.extend(status.details)
+    return response
 
 
 def _split_into_messages(events: list[Event]) -> list[pb.PullSubscriptionResponse]:
