@@ -87,8 +87,11 @@ lint: $(GENERATED) $(BUF_INSTALLED)  ## ruff, mypy --strict and buf lint
 	$(VENV)/bin/mypy
 	$(BUF) lint
 
-BENCH_ARGS ?=
-bench: $(GENERATED)  ## ours vs the reference HTTP server vs a no-op gRPC ceiling (bench/README.md)
+# Full sizes, 3 repetitions, and the report saved to docs/benchmarks.md (+ .png).
+# BENCH_ARGS replaces all of it, so a quick look leaves the report alone unless
+# it says --save too. NATS JetStream is apt-installed where missing (or skipped).
+BENCH_ARGS ?= --save
+bench: $(GENERATED)  ## ours vs the reference HTTP server, a no-op gRPC ceiling and NATS JetStream (bench/README.md)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 contract: $(BUF_INSTALLED)  ## buf lint, and buf breaking against the released contract

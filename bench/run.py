@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.metadata
 import json
 import os
+import platform
 import re
+import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -16,23 +21,42 @@ import time
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
+
+import report
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_VENV = HERE / ".venv-ref"
 REFERENCE_PACKAGES = ["sssn[server]==0.1.1", "httpx>=0.27"]
+# NATS JetStream, the broker baseline: Debian's nats-server, driven with nats-py
+# from a venv of its own so the project's venv stays clean.
+NATS_VENV = HERE / ".venv-nats"
+NATS_PACKAGES = ["nats-py>=2.6"]
+# matplotlib draws docs/benchmarks.png (--save) from a venv of its own.
+PLOT_VENV = HERE / ".venv-plot"
+PLOT_PACKAGES = ["matplotlib>=3.7"]
 RESULTS = HERE / "results" / "latest.json"
+DOCS = HERE.parent / "docs"
 
 OURS = [
     "append_sequential",
     "append_concurrent_16",
     "append_batches_100",
+    "append_stream",
     "pull_drain",
     "query_paging",
     "live_latency",
     "idle_streams_rss",
 ]
-NOOP = ["append_sequential", "append_concurrent_16", "append_batches_100", "pull_drain"]
+NOOP = [
+    "append_sequential",
+    "append_concurrent_16",
+    "append_batches_100",
+    "append_stream",
+    "pull_drain",
+]
 REFERENCE = ["append_sequential", "append_concurrent_16", "pull_drain", "query_paging"]
+JETSTREAM = ["append_sequential", "append_concurrent_16", "append_stream", "pull_drain"]
 
 # (workload, metric, unit, higher is better)
 ROWS = [
@@ -40,6 +64,7 @@ ROWS = [
     ("append_sequential", "p50_ms", "ms p50", False),
     ("append_concurrent_16", "per_s", "events/s", True),
     ("append_batches_100", "per_s", "events/s", True),
+    ("append_stream", "per_s", "events/s", True),
     ("pull_drain", "per_s", "events/s", True),
     ("query_paging", "per_s", "events/s", True),
     ("live_latency", "p50_ms", "ms p50", False),
@@ -48,16 +73,82 @@ ROWS = [
 ]
 
 
-def ensure_reference_venv() -> Path:
-    """Installs the reference into its own venv; our packages never import it."""
-    python = REFERENCE_VENV / "bin" / "python"
-    if not (REFERENCE_VENV / ".installed").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(REFERENCE_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", *REFERENCE_PACKAGES], check=True
-        )
-        (REFERENCE_VENV / ".installed").touch()
+def ensure_venv(venv: Path, packages: list[str]) -> Path:
+    """A venv of its own for packages our packages never import; reinstalled when they change."""
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    wanted = "\n".join(packages) + "\n"
+    if not marker.exists() or marker.read_text() != wanted:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages], check=True)
+        marker.write_text(wanted)
     return python
+
+
+def ensure_optional_venv(venv: Path, packages: list[str], purpose: str) -> Path | None:
+    """ensure_venv, or None with a note on stderr when the packages cannot be installed."""
+    try:
+        return ensure_venv(venv, packages)
+    except (OSError, subprocess.CalledProcessError) as error:
+        print(f"note: {purpose} skipped: cannot install {packages}: {error}", file=sys.stderr)
+        return None
+
+
+def find_nats_server() -> str | None:
+    # Debian installs it in /usr/sbin, which is not on every user's PATH.
+    return shutil.which("nats-server") or shutil.which(
+        "nats-server", path="/usr/local/sbin:/usr/sbin:/sbin"
+    )
+
+
+def ensure_nats_server() -> str | None:
+    """nats-server from the distribution's packages where missing; None (and a note) if not."""
+    found = find_nats_server()
+    if found is not None:
+        return found
+    if os.geteuid() == 0:
+        sudo: list[str] = []
+    elif shutil.which("sudo") is not None:
+        sudo = ["sudo", "-n"]  # never waits for a password
+    else:
+        print(
+            "note: JetStream skipped: nats-server is missing and there is no sudo", file=sys.stderr
+        )
+        return None
+    if shutil.which("apt-get") is None:
+        print(
+            "note: JetStream skipped: nats-server is missing and there is no apt-get",
+            file=sys.stderr,
+        )
+        return None
+    install = [
+        *sudo,
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "nats-server",
+    ]
+    print("nats-server not found: installing it with apt-get", file=sys.stderr, flush=True)
+    errors = ""
+    # A second try after `apt-get update`, for package lists that are stale or missing.
+    for before in ([], [*sudo, "apt-get", "update"]):
+        try:
+            if before:
+                subprocess.run(before, capture_output=True, text=True, timeout=600, check=True)
+            done = subprocess.run(install, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.SubprocessError) as error:
+            errors = str(error)
+            continue
+        errors = done.stderr.strip()
+        if done.returncode == 0 and (found := find_nats_server()) is not None:
+            return found
+    print(
+        f"note: JetStream skipped: apt-get could not install nats-server: {errors}", file=sys.stderr
+    )
+    return None
 
 
 def free_port() -> int:
@@ -183,6 +274,37 @@ def measure_reference(python: Path, scale: float, workdir: Path) -> dict[str, di
         server.stop()
 
 
+def measure_jetstream(
+    server_binary: str, python: Path, scale: float, workdir: Path
+) -> dict[str, dict[str, float]]:
+    """nats-server with JetStream on file storage in the temp dir, driven by nats_load.py."""
+    port = free_port()
+    store = workdir / "jetstream"
+    server = Server([server_binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("nats-server did not start") from None
+                time.sleep(0.1)
+        return run_load(
+            [
+                str(python),
+                str(HERE / "nats_load.py"),
+                f"nats://127.0.0.1:{port}",
+                *JETSTREAM,
+                "--scale",
+                str(scale),
+            ]
+        )
+    finally:
+        server.stop()
+
+
 def medians(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     collected: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -211,16 +333,93 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
     lines = [
         "| workload | unit | ours | reference | ours vs reference"
-        " | no-op ceiling | ours vs ceiling |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        " | no-op ceiling | ours vs ceiling | JetStream | ours vs JetStream |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for workload, metric, unit, higher in ROWS:
-        ours, reference, noop = (cell(s, workload, metric) for s in ("ours", "reference", "noop"))
+        ours, reference, noop, jetstream = (
+            cell(system, workload, metric) for system in ("ours", "reference", "noop", "jetstream")
+        )
         lines.append(
             f"| {workload} | {unit} | {fmt(ours)} | {fmt(reference)} | "
-            f"{ratio(ours, reference, higher)} | {fmt(noop)} | {ratio(ours, noop, higher)} |"
+            f"{ratio(ours, reference, higher)} | {fmt(noop)} | {ratio(ours, noop, higher)} | "
+            f"{fmt(jetstream)} | {ratio(ours, jetstream, higher)} |"
         )
     return "\n".join(lines)
+
+
+def _output(command: list[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (done.stdout or done.stderr).strip()
+
+
+def _venv_version(python: Path | None, package: str) -> str | None:
+    if python is None:
+        return None
+    return _output(
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"]
+    )
+
+
+def environment(
+    reference: Path | None, nats_server: str | None, nats_python: Path | None
+) -> dict[str, Any]:
+    """The machine and every version the figures depend on, for the saved report."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    memory = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
+    server_version = _output([nats_server, "--version"]) if nats_server else None
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {
+            "cpu": model.group(1).strip() if model else platform.processor() or "unknown",
+            "cpus": os.cpu_count(),
+            "ram_gib": round(int(memory.group(1)) / 1024**2, 1) if memory else None,
+            "kernel": f"{platform.system()} {platform.release()}",
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "grpcio": importlib.metadata.version("grpcio"),
+            "protobuf": importlib.metadata.version("protobuf"),
+            "aiosqlite": importlib.metadata.version("aiosqlite"),
+            "sqlite": sqlite3.sqlite_version,
+            "reference sssn": _venv_version(reference, "sssn"),
+            "nats-server": server_version.removeprefix("nats-server: ") if server_version else None,
+            "nats-py": _venv_version(nats_python, "nats-py"),
+        },
+    }
+
+
+def save(saved: dict[str, Any], markdown_table: str) -> None:
+    """docs/benchmarks.md, and docs/benchmarks.png when matplotlib can be installed."""
+    DOCS.mkdir(exist_ok=True)
+    png = DOCS / "benchmarks.png"
+    plotter = ensure_optional_venv(PLOT_VENV, PLOT_PACKAGES, "the plot")
+    plotted = False
+    if plotter is not None:
+        plot = subprocess.run(
+            [
+                str(plotter),
+                str(HERE / "report.py"),
+                str(RESULTS),
+                str(png),
+                "--order",
+                *dict.fromkeys(workload for workload, _, unit, _ in ROWS if unit == "events/s"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        plotted = plot.returncode == 0
+        if not plotted:
+            print(f"note: the plot failed:\n{plot.stderr}", file=sys.stderr)
+    document = DOCS / "benchmarks.md"
+    document.write_text(report.markdown(saved, markdown_table, png.name if plotted else None))
+    written = [str(path.relative_to(HERE.parent)) for path in (document, png) if path.exists()]
+    print(f"wrote {' and '.join(written)}")
 
 
 def main() -> None:
@@ -230,8 +429,17 @@ def main() -> None:
         "--scale", type=float, default=1.0, help="workload size factor (0.1 = quick)"
     )
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--skip-nats", action="store_true", help="leave out NATS JetStream")
+    parser.add_argument(
+        "--save", action="store_true", help="write docs/benchmarks.md and docs/benchmarks.png"
+    )
     args = parser.parse_args()
-    python = None if args.skip_reference else ensure_reference_venv()
+    python = None if args.skip_reference else ensure_venv(REFERENCE_VENV, REFERENCE_PACKAGES)
+    nats_server = nats_python = None
+    if not args.skip_nats:
+        nats_server = ensure_nats_server()
+        if nats_server is not None:
+            nats_python = ensure_optional_venv(NATS_VENV, NATS_PACKAGES, "JetStream")
     runs: dict[str, list[dict[str, dict[str, float]]]] = defaultdict(list)
     for repetition in range(args.repeat):
         print(f"repetition {repetition + 1}/{args.repeat}", file=sys.stderr, flush=True)
@@ -241,17 +449,29 @@ def main() -> None:
             runs["noop"].append(measure_noop(args.scale))
             if python is not None:
                 runs["reference"].append(measure_reference(python, args.scale, workdir))
+            if nats_server is not None and nats_python is not None:
+                try:
+                    runs["jetstream"].append(
+                        measure_jetstream(nats_server, nats_python, args.scale, workdir)
+                    )
+                except (RuntimeError, subprocess.SubprocessError) as error:
+                    details = getattr(error, "stderr", None) or ""
+                    print(f"note: JetStream run failed: {error}\n{details}", file=sys.stderr)
     results = {system: medians(system_runs) for system, system_runs in runs.items()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    report = {
+    saved = {
         "repeat": args.repeat,
         "scale": args.scale,
         "cpus": os.cpu_count(),
+        "environment": environment(python, nats_server, nats_python),
         "results": results,
     }
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(table(results))
+    RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+    markdown_table = table(results)
+    print(markdown_table)
     print(f"\n(medians of {args.repeat} runs; JSON in {RESULTS.relative_to(HERE.parent)})")
+    if args.save:
+        save(saved, markdown_table)
 
 
 if __name__ == "__main__":
