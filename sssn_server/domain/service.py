@@ -794,21 +794,22 @@ def _prepare_event(
     parent_ids = segment_list(f"{field}.parent_ids", event.parent_ids)
     payload = require_json(f"{field}.payload", event.payload)
     metadata = require_json(f"{field}.metadata", event.metadata)
-    fields = {
-        "id": event_id or next(ids),
-        "channel": channel,
-        "timestamp_ns": event.timestamp_ns or now_ns,
-        "kind": kind,
-        "payload": payload,
-        "source": event.source,
-        "schema": event.schema,
-        "metadata": metadata,
-        "correlation_id": correlation_id,
-        "parent_ids": parent_ids,
-    }
     # Built directly: dataclasses.replace costs several times more per event.
-    prepared = Event(**fields)
-    return prepared if encode is None else Event(**fields, wire=encode(prepared))
+    prepared = Event(
+        id=event_id or next(ids),
+        channel=channel,
+        timestamp_ns=event.timestamp_ns or now_ns,
+        kind=kind,
+        payload=payload,
+        source=event.source,
+        schema=event.schema,
+        metadata=metadata,
+        correlation_id=correlation_id,
+        parent_ids=parent_ids,
+    )
+    if encode is not None:
+        prepared.wire = encode(prepared)  # still private to this call
+    return prepared
 
 
 def _encode_page_token(last_name: str) -> str:

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from .errors import InvalidPayloadError
 from .models import CHANNEL_FORMS, Encoded
 
-_FORBIDDEN_CHARACTERS = frozenset("%/:\\")
+# Characters a path segment may not hold; `\s` is exactly `str.isspace()`.
+_NOT_IN_SEGMENT = re.compile(r"[%/:\\\s]")
 
 
 def _is_segment(value: object) -> bool:
     return (
         isinstance(value, str)
-        and bool(value.strip())
-        and value not in (".", "..")
-        and not any(ch in _FORBIDDEN_CHARACTERS or ch.isspace() for ch in value)
+        and value not in ("", ".", "..")
+        and _NOT_IN_SEGMENT.search(value) is None
     )
 
 

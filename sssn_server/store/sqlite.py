@@ -742,7 +742,7 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
                 event.schema,
                 _json_column(event.metadata),
                 event.correlation_id,
-                _dumps(list(event.parent_ids)),
+                _dumps(list(event.parent_ids)) if event.parent_ids else "[]",
                 event.wire,
             )
             for event in fresh
