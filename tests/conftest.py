@@ -15,7 +15,7 @@ from sssn_proto.v1 import store_service_pb2 as pb
 from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
 from sssn_server.app import SSSNServer
 from sssn_server.config import ServerConfig
-from sssn_server.store.sqlite import WRITER_THREAD_PREFIX
+from sssn_server.store._writer import WRITER_THREAD_NAME
 
 from .helpers import DEADLINE
 
@@ -32,7 +32,7 @@ def no_leaked_store_threads() -> Iterator[None]:
         thread
         for thread in set(threading.enumerate()) - before
         if thread.is_alive()
-        and ("_connection_worker_thread" in thread.name or WRITER_THREAD_PREFIX in thread.name)
+        and ("_connection_worker_thread" in thread.name or WRITER_THREAD_NAME in thread.name)
     ]
     for thread in leaked:
         thread.join(timeout=5)

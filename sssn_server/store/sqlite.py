@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import itertools
 import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,23 +38,17 @@ from ..domain.models import (
 )
 from ._blobs import BlobDirectory, BlobUpload
 from ._schema import MIGRATIONS, SCHEMA_VERSION
+from ._writer import Outcome, Request, WriterThread
 from .base import ArtifactUpload, Store
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Work = Callable[[sqlite3.Connection], Any]
-# Per request of a group: the error it failed with, or None and its result.
-Outcome = tuple[BaseException | None, Any]
 
-# The name of the writer's thread; tests look for it to catch a store left open.
-WRITER_THREAD_PREFIX = "sssn-store-writer"
 
 DATABASE_FILE = "sssn.sqlite"
 ARTIFACTS_DIR = "artifacts"
 
-# Queued writes are committed together, up to this many per transaction.
-_MAX_GROUP = 256
 # Bound variables per statement; SQLite's own limit is 32,766 (3.32+).
 _MAX_VARIABLES = 10_000
 
@@ -65,7 +56,10 @@ _EVENT_COLUMNS = (
     "cursor, id, channel, timestamp_ns, source, kind, payload, schema, "
     "metadata, correlation_id, parent_ids, wire"
 )
-_EVENT_INSERT_COLUMNS = _EVENT_COLUMNS.removeprefix("cursor, ")
+_INSERT_EVENT = (
+    f"INSERT INTO events ({_EVENT_COLUMNS.removeprefix('cursor, ')})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _CHANNEL_COLUMNS = "name, schema, form, description, metadata"
 _SUBSCRIPTION_COLUMNS = "id, channel, cursor, consumer, batch_size, kind, metadata"
 _ARTIFACT_COLUMNS = "id, channel, media_type, size, sha256, metadata, event_ids"
@@ -75,12 +69,11 @@ _SNAPSHOT_COLUMNS = "name, channel, timestamp_ns, value, schema, source_event_id
 class SQLiteStore(Store):
     """A store under one folder: `<root>/sssn.sqlite` and `<root>/artifacts/`.
 
-    All writes go through one writer task that owns the write connection:
-    requests queued while a transaction runs are committed together (group
-    commit), each in its own savepoint so one failure fails only its caller.
-    A whole group runs in one call to the writer's thread, so a write costs
-    one thread hop however many statements it takes. Reads use a small pool
-    of separate connections and never wait for it.
+    All writes go through one writer thread that owns the write connection
+    (`WriterThread`): requests queued while a transaction runs are committed
+    together (group commit), each in its own savepoint so one failure fails
+    only its caller. Reads use a small pool of separate connections and never
+    wait for it.
     """
 
     def __init__(
@@ -105,12 +98,9 @@ class SQLiteStore(Store):
         self._synchronous = synchronous
         self._reader_count = max(1, readers)
         self._blobs = BlobDirectory(self.root / ARTIFACTS_DIR)
-        self._writer: sqlite3.Connection | None = None
-        self._writer_thread: ThreadPoolExecutor | None = None
+        self._writer: WriterThread | None = None
         self._readers: list[aiosqlite.Connection] = []
         self._next_reader: itertools.cycle[aiosqlite.Connection] | None = None
-        self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]] | None] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
         self._closed = True
         self._commit_listeners: list[Callable[[Sequence[Event]], None]] = []
 
@@ -137,9 +127,8 @@ class SQLiteStore(Store):
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             self._blobs.prepare()
-            self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix=WRITER_THREAD_PREFIX)
-            self._writer = await self._in_writer_thread(self._open_writer)
-            self._writer_task = asyncio.create_task(self._write_loop(), name="sssn-writer")
+            self._writer = WriterThread(self._open_writer, self._committed)
+            await self._writer.start()
         # A read-only server must not write a byte. SQLite reads a WAL store
         # through its -shm/-wal files and creates them if missing; when they
         # are missing no writer is running, so the file is opened as immutable
@@ -158,19 +147,14 @@ class SQLiteStore(Store):
         await self._close_connections()
 
     async def _close_connections(self) -> None:
-        if self._writer_task is not None:
-            self._queue.put_nowait(None)
-            await self._writer_task
-            self._writer_task = None
+        # Readers first: the last connection to close checkpoints the WAL and
+        # removes its files, and only the writer may.
         for reader in self._readers:
             await reader.close()
         self._readers.clear()
         if self._writer is not None:
-            await self._in_writer_thread(self._writer.close)
+            await self._writer.stop()
             self._writer = None
-        if self._writer_thread is not None:
-            self._writer_thread.shutdown(wait=True)
-            self._writer_thread = None
 
     def _uri(self, *, read_only: bool = False, immutable: bool = False) -> str:
         mode = "ro" if read_only else "rwc"
@@ -203,10 +187,6 @@ class SQLiteStore(Store):
             raise
         return db
 
-    async def _in_writer_thread(self, function: Callable[[], T]) -> T:
-        assert self._writer_thread is not None
-        return await asyncio.get_running_loop().run_in_executor(self._writer_thread, function)
-
     async def _check_schema(self) -> None:
         version = await _scalar(self._reader(), "PRAGMA user_version")
         if version != SCHEMA_VERSION:
@@ -236,33 +216,20 @@ class SQLiteStore(Store):
             raise StoreReadOnlyError()
         if self._closed:
             raise StoreClosedError()
+        assert self._writer is not None
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((work, future))
+        self._writer.submit(work, future)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             future.add_done_callback(_ignore_outcome)
             raise
 
-    async def _write_loop(self) -> None:
-        assert self._writer is not None
-        db = self._writer
-        while True:
-            item = await self._queue.get()
-            group = [item]
-            while len(group) < _MAX_GROUP and not self._queue.empty():
-                group.append(self._queue.get_nowait())
-            stop = None in group
-            requests = [request for request in group if request is not None]
-            if requests:
-                works = [work for work, _future in requests]
-                outcomes = await self._in_writer_thread(functools.partial(_commit_group, db, works))
-                self._announce(outcomes)
-                _settle([future for _work, future in requests], outcomes)
-            if stop:
-                for _work, future in self._drain():
-                    future.set_exception(StoreClosedError())
-                return
+    def _committed(self, requests: list[Request], outcomes: list[Outcome]) -> None:
+        """A group committed (on the event loop, in commit order): tell the
+        commit listeners, then the callers."""
+        self._announce(outcomes)
+        _settle([future for _work, future in requests], outcomes)
 
     def add_commit_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
         self._commit_listeners.append(listener)
@@ -276,14 +243,6 @@ class SQLiteStore(Store):
                         listener(result.fresh)
                     except Exception:  # a listener's bug must not stop the writer
                         log.exception("commit listener failed")
-
-    def _drain(self) -> list[tuple[Work, asyncio.Future[Any]]]:
-        pending = []
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None and not item[1].done():
-                pending.append(item)
-        return pending
 
     # Channels
 
@@ -620,45 +579,6 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("COMMIT")
 
 
-def _commit_group(db: sqlite3.Connection, works: list[Work]) -> list[Outcome]:
-    """Runs a group of writes in one transaction (in the writer's thread).
-
-    Each write of a group runs in its own savepoint, so a failing one is
-    rolled back alone and the others still commit.
-    """
-    outcomes: list[Outcome] = []
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        if len(works) == 1:
-            try:
-                result = works[0](db)
-            except Exception as exc:
-                db.execute("ROLLBACK")
-                return [(exc, None)]
-            outcomes.append((None, result))
-        else:
-            for work in works:
-                db.execute("SAVEPOINT request")
-                try:
-                    result = work(db)
-                except Exception as exc:
-                    db.execute("ROLLBACK TO request")
-                    db.execute("RELEASE request")
-                    outcomes.append((exc, None))
-                else:
-                    db.execute("RELEASE request")
-                    outcomes.append((None, result))
-        db.execute("COMMIT")
-    except Exception as exc:
-        # The commit itself failed (disk full, I/O error): nothing of the
-        # group is stored, so every caller gets the error.
-        log.exception("write transaction failed")
-        with contextlib.suppress(Exception):
-            db.execute("ROLLBACK")
-        return [(exc, None) for _work in works]
-    return outcomes
-
-
 async def _scalar(db: aiosqlite.Connection, sql: str) -> int:
     rows = await db.execute_fetchall(sql)
     return int(next(iter(rows))[0])
@@ -729,28 +649,32 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
             known[event.id] = event.channel  # parents may name it from here on
             fresh.append(event)
         results.append(event.id)
-    db.executemany(
-        f"INSERT INTO events ({_EVENT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                event.id,
-                event.channel,
-                event.timestamp_ns,
-                event.source,
-                event.kind,
-                _json_column(event.payload),
-                event.schema,
-                _json_column(event.metadata),
-                event.correlation_id,
-                _dumps(list(event.parent_ids)) if event.parent_ids else "[]",
-                event.wire,
-            )
-            for event in fresh
-        ],
-    )
-    fresh_ids = [event.id for event in fresh]
-    cursors = dict(_select_in(db, "SELECT id, cursor FROM events WHERE id IN", fresh_ids))
-    fresh = [_with_cursor(event, cursors[event.id]) for event in fresh]
+    rows = [
+        (
+            event.id,
+            event.channel,
+            event.timestamp_ns,
+            event.source,
+            event.kind,
+            _json_column(event.payload),
+            event.schema,
+            _json_column(event.metadata),
+            event.correlation_id,
+            _dumps(list(event.parent_ids)) if event.parent_ids else "[]",
+            event.wire,
+        )
+        for event in fresh
+    ]
+    cursors: Sequence[int] = ()
+    if len(rows) == 1:
+        cursors = db.execute(f"{_INSERT_EVENT} RETURNING cursor", rows[0]).fetchone()
+    elif rows:
+        db.executemany(_INSERT_EVENT, rows)
+        last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+        # One statement inserts its rows in order and AUTOINCREMENT gives each
+        # the next cursor (this connection is the only writer): consecutive.
+        cursors = range(last - len(rows) + 1, last + 1)
+    fresh = [_with_cursor(event, cursor) for event, cursor in zip(fresh, cursors, strict=True)]
     stored = {event.id: event for event in fresh}
     # Retries are answered with the event as first stored, not as re-sent.
     retried = [r for r in dict.fromkeys(results) if isinstance(r, str) and r not in stored]
