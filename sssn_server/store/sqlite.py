@@ -623,6 +623,13 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
     Atomic: the first bad event raises and nothing is stored. Otherwise each
     bad event's place in the result holds its error and the rest are stored.
     """
+    if len(events) == 1 and not events[0].parent_ids:
+        try:
+            return _append_one(db, events[0])
+        except SSSNError as error:
+            if atomic:
+                raise
+            return _Appended([error], [])
     ids = list(dict.fromkeys(event.id for event in events))
     known: dict[str, str] = dict(_select_in(db, "SELECT id, channel FROM events WHERE id IN", ids))
     channels = {
@@ -649,22 +656,7 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
             known[event.id] = event.channel  # parents may name it from here on
             fresh.append(event)
         results.append(event.id)
-    rows = [
-        (
-            event.id,
-            event.channel,
-            event.timestamp_ns,
-            event.source,
-            event.kind,
-            _json_column(event.payload),
-            event.schema,
-            _json_column(event.metadata),
-            event.correlation_id,
-            _dumps(list(event.parent_ids)) if event.parent_ids else "[]",
-            event.wire,
-        )
-        for event in fresh
-    ]
+    rows = [_event_row(event) for event in fresh]
     cursors: Sequence[int] = ()
     if len(rows) == 1:
         cursors = db.execute(f"{_INSERT_EVENT} RETURNING cursor", rows[0]).fetchone()
@@ -687,6 +679,44 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
     )
 
 
+def _append_one(db: sqlite3.Connection, event: Event) -> _Appended:
+    """The common case, one event without parents, in one statement: the
+    channel's foreign key and the id's unique index do the checking."""
+    try:
+        row = db.execute(
+            f"{_INSERT_EVENT} ON CONFLICT(id) DO NOTHING RETURNING cursor", _event_row(event)
+        ).fetchone()
+    except sqlite3.IntegrityError:  # the only foreign key: the channel
+        raise _channel_not_found(event.channel) from None
+    if row is not None:
+        stored = _with_cursor(event, row[0])
+        return _Appended([stored], [stored])
+    # The id exists: a retry, or a clash with another channel's event.
+    existing = _event(
+        db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event.id,)).fetchone()
+    )
+    if existing.channel != event.channel:
+        _require_channel(db, event.channel)  # a missing channel is reported first
+        raise _event_exists(event.id, existing.channel)
+    return _Appended([existing], [])
+
+
+def _event_row(event: Event) -> tuple[Any, ...]:
+    return (
+        event.id,
+        event.channel,
+        event.timestamp_ns,
+        event.source,
+        event.kind,
+        _json_column(event.payload),
+        event.schema,
+        _json_column(event.metadata),
+        event.correlation_id,
+        _dumps(list(event.parent_ids)) if event.parent_ids else "[]",
+        event.wire,
+    )
+
+
 def _check_append(
     event: Event, known: dict[str, str], channels: set[str], stored_parents: set[str]
 ) -> bool:
@@ -696,11 +726,7 @@ def _check_append(
     owner = known.get(event.id)
     if owner is not None:
         if owner != event.channel:
-            raise EventExistsError(
-                f"Event id {event.id} already exists in channel {owner}",
-                event_id=event.id,
-                channel=owner,
-            )
+            raise _event_exists(event.id, owner)
         return False
     for parent in event.parent_ids:
         if parent not in known and parent not in stored_parents:
@@ -728,6 +754,12 @@ def _with_cursor(event: Event, cursor: int) -> Event:
 
 def _channel_not_found(name: str) -> ChannelNotFoundError:
     return ChannelNotFoundError(f"Channel not found: {name}", channel=name)
+
+
+def _event_exists(event_id: str, owner: str) -> EventExistsError:
+    return EventExistsError(
+        f"Event id {event_id} already exists in channel {owner}", event_id=event_id, channel=owner
+    )
 
 
 def _event_not_found(event_id: str) -> EventNotFoundError:
