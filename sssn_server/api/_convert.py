@@ -208,6 +208,18 @@ def encode_event(event: Event) -> bytes:
     return message.SerializeToString()
 
 
+# What an event adds to a message beyond its stored wire form, at most: its
+# field tag and length (6 bytes) and its cursor (tag and varint, 11 bytes).
+_EVENT_FRAMING_BYTES = 17
+
+
+def encoded_size(event: Event) -> int:
+    """The bytes an event takes in a message of events, or a little more."""
+    if event.wire is not None:
+        return len(event.wire) + _EVENT_FRAMING_BYTES
+    return event_to_proto(event).ByteSize() + _EVENT_FRAMING_BYTES
+
+
 def fill_event(target: event_pb2.Event, event: Event) -> None:
     """Writes an event into an existing message (avoids a copy in batches)."""
     if event.wire is not None:

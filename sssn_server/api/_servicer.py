@@ -382,16 +382,11 @@ def _split_into_messages(events: list[Event]) -> list[pb.PullSubscriptionRespons
     messages = [pb.PullSubscriptionResponse()]
     size = 0
     for event in events:
-        target = messages[-1].events.add()
-        convert.fill_event(target, event)
-        event_size = target.ByteSize()
+        event_size = convert.encoded_size(event)
         if size and size + event_size > _MAX_MESSAGE_BYTES:
-            # Move the event that overflowed into a fresh message.
-            messages[-1].events.pop()
-            fresh = pb.PullSubscriptionResponse()
-            convert.fill_event(fresh.events.add(), event)
-            messages.append(fresh)
+            messages.append(pb.PullSubscriptionResponse())
             size = 0
+        convert.fill_event(messages[-1].events.add(), event)
         size += event_size
     return messages
 

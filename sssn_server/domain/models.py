@@ -29,7 +29,7 @@ DEFAULT_BATCH_SIZE = 100
 JSONObject = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every event read, so kept cheap
 class Encoded:
     """A JSON value kept in the wire form the API received it in.
 

@@ -804,7 +804,7 @@ def _event(row: sqlite3.Row) -> Event:
         schema=row[7],
         metadata=_json_value(row[8]),
         correlation_id=row[9],
-        parent_ids=tuple(json.loads(row[10])),
+        parent_ids=() if row[10] == "[]" else tuple(json.loads(row[10])),
         wire=row[11],
     )
 
