@@ -56,6 +56,32 @@ async def test_concurrent_writes_are_grouped_but_fail_alone(store: Store) -> Non
     assert sorted(event.id for event in queried) == sorted(f"e{index}" for index in range(40))
 
 
+async def test_single_appends_failing_in_one_group_fail_alone(store: Store) -> None:
+    """Single-event appends run without a savepoint of their own: a failing
+    one must still leave its group's other writes, and nothing of itself."""
+    await store.create_channel(Channel(name="other"))
+    await store.append_events([Event(id="taken", channel="other", timestamp_ns=1)])
+    calls = []
+    for index in range(30):
+        if index % 3 == 1:  # a missing channel
+            calls.append(
+                store.append_events([Event(id=f"g{index}", channel="ghost", timestamp_ns=1)])
+            )
+        elif index % 3 == 2:  # an id of another channel
+            calls.append(store.append_events([Event(id="taken", channel="events", timestamp_ns=1)]))
+        else:
+            calls.append(store.append_events([new_event(index)]))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for index, result in enumerate(results):
+        expected = (list, ChannelNotFoundError, EventExistsError)[index % 3]
+        assert isinstance(result, expected), (index, result)
+    queried = await store.query_events("events", after_cursor=0, limit=100, kind=None)
+    assert [event.id for event in queried] == [f"e{index}" for index in range(0, 30, 3)]
+    assert await store.query_events("other", after_cursor=0, limit=10, kind=None) != []
+    with pytest.raises(EventNotFoundError):
+        await store.get_event("g1")
+
+
 async def test_a_failed_batch_leaves_no_trace(store: Store) -> None:
     with pytest.raises(ChannelNotFoundError):
         await store.append_events([new_event(1), Event(id="x", channel="ghost", timestamp_ns=1)])

@@ -9,6 +9,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..domain.errors import StoreClosedError
@@ -18,7 +19,17 @@ log = logging.getLogger(__name__)
 Work = Callable[[sqlite3.Connection], Any]
 # Per request of a group: the error it failed with, or None and its result.
 Outcome = tuple[BaseException | None, Any]
-Request = tuple[Work, "asyncio.Future[Any]"]
+
+
+@dataclass(slots=True)
+class Request:
+    """One queued write: what to run, who waits for it, and whether it needs a
+    savepoint of its own (not when it changes the store in one statement)."""
+
+    work: Work
+    future: asyncio.Future[Any]
+    savepoint: bool = True
+
 
 # The writer thread's name; tests look for it to catch a store left open.
 WRITER_THREAD_NAME = "sssn-store-writer"
@@ -66,8 +77,8 @@ class WriterThread:
             await self.stop()
             raise
 
-    def submit(self, work: Work, future: asyncio.Future[Any]) -> None:
-        self._queue.put((work, future))
+    def submit(self, work: Work, future: asyncio.Future[Any], *, savepoint: bool = True) -> None:
+        self._queue.put(Request(work, future, savepoint))
 
     async def stop(self) -> None:
         """Commits what is queued, fails what comes later, closes the connection."""
@@ -108,7 +119,7 @@ class WriterThread:
                     break
             requests = [request for request in group if request is not None]
             if requests:
-                outcomes = _commit_group(db, [work for work, _future in requests])
+                outcomes = _commit_group(db, requests)
                 self._post(self._committed, requests, outcomes)
             if None in group:
                 break
@@ -119,7 +130,7 @@ class WriterThread:
             except queue.Empty:
                 return
             if late is not None:
-                self._post(_resolve, late[1], StoreClosedError())
+                self._post(_resolve, late.future, StoreClosedError())
 
 
 def _resolve(future: asyncio.Future[Any] | None, outcome: BaseException | None) -> None:
@@ -131,23 +142,29 @@ def _resolve(future: asyncio.Future[Any] | None, outcome: BaseException | None) 
         future.set_exception(outcome)
 
 
-def _commit_group(db: sqlite3.Connection, works: list[Work]) -> list[Outcome]:
+def _commit_group(db: sqlite3.Connection, requests: list[Request]) -> list[Outcome]:
     """Runs a group of writes in one transaction; a failing one is rolled back alone."""
     outcomes: list[Outcome] = []
     try:
         db.execute("BEGIN IMMEDIATE")
-        if len(works) == 1:
+        if len(requests) == 1:
             try:
-                result = works[0](db)
+                result = requests[0].work(db)
             except Exception as exc:
                 db.execute("ROLLBACK")
                 return [(exc, None)]
             outcomes.append((None, result))
         else:
-            for work in works:
+            for request in requests:
+                if not request.savepoint:
+                    try:
+                        outcomes.append((None, request.work(db)))
+                    except Exception as exc:  # its one statement undid itself
+                        outcomes.append((exc, None))
+                    continue
                 db.execute("SAVEPOINT request")
                 try:
-                    result = work(db)
+                    result = request.work(db)
                 except Exception as exc:
                     db.execute("ROLLBACK TO request")
                     db.execute("RELEASE request")
@@ -162,5 +179,5 @@ def _commit_group(db: sqlite3.Connection, works: list[Work]) -> list[Outcome]:
         log.exception("write transaction failed")
         with contextlib.suppress(Exception):
             db.execute("ROLLBACK")
-        return [(exc, None) for _work in works]
+        return [(exc, None) for _request in requests]
     return outcomes

@@ -205,12 +205,17 @@ class SQLiteStore(Store):
             raise StoreClosedError()
         return list(await self._reader().execute_fetchall(sql, parameters))
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(
+        self, work: Callable[[sqlite3.Connection], T], *, one_statement: bool = False
+    ) -> T:
         """Runs `work` inside a write transaction and returns its result.
 
-        The work runs in the writer task and is carried out even if the
-        caller is cancelled while it waits: a cancelled caller can never
-        interrupt a transaction, and a write once queued is not dropped.
+        The work runs in the writer thread and is carried out even if the
+        caller is cancelled while it waits (its future is then cancelled and
+        its outcome dropped): a cancelled caller can never interrupt a
+        transaction, and a write once queued is not dropped. `one_statement`:
+        the work changes the store in at most one statement, which SQLite
+        undoes by itself if it fails, so it needs no savepoint of its own.
         """
         if self.read_only:
             raise StoreReadOnlyError()
@@ -218,18 +223,14 @@ class SQLiteStore(Store):
             raise StoreClosedError()
         assert self._writer is not None
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writer.submit(work, future)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            future.add_done_callback(_ignore_outcome)
-            raise
+        self._writer.submit(work, future, savepoint=not one_statement)
+        return await future
 
     def _committed(self, requests: list[Request], outcomes: list[Outcome]) -> None:
         """A group committed (on the event loop, in commit order): tell the
         commit listeners, then the callers."""
         self._announce(outcomes)
-        _settle([future for _work, future in requests], outcomes)
+        _settle([request.future for request in requests], outcomes)
 
     def add_commit_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
         self._commit_listeners.append(listener)
@@ -283,11 +284,15 @@ class SQLiteStore(Store):
     # Events
 
     async def append_events(self, events: Sequence[Event]) -> list[Event]:
-        appended = await self._write(lambda db: _append(db, events, atomic=True))
+        appended = await self._write(
+            lambda db: _append(db, events, atomic=True), one_statement=_appends_one(events)
+        )
         return appended.results
 
     async def append_each(self, events: Sequence[Event]) -> list[Event | SSSNError]:
-        appended = await self._write(lambda db: _append(db, events, atomic=False))
+        appended = await self._write(
+            lambda db: _append(db, events, atomic=False), one_statement=_appends_one(events)
+        )
         return appended.results
 
     async def get_event(self, event_id: str) -> Event:
@@ -543,12 +548,6 @@ def _wal_files_exist(database: Path) -> bool:
     return any(database.with_name(database.name + suffix).exists() for suffix in ("-wal", "-shm"))
 
 
-def _ignore_outcome(future: asyncio.Future[Any]) -> None:
-    """Marks a write's outcome as seen when its caller is no longer waiting."""
-    if not future.cancelled():
-        future.exception()
-
-
 def _settle(futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:
     for future, (error, result) in zip(futures, outcomes, strict=True):
         if future.done():
@@ -623,7 +622,7 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
     Atomic: the first bad event raises and nothing is stored. Otherwise each
     bad event's place in the result holds its error and the rest are stored.
     """
-    if len(events) == 1 and not events[0].parent_ids:
+    if _appends_one(events):
         try:
             return _append_one(db, events[0])
         except SSSNError as error:
@@ -677,6 +676,11 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
     return _Appended(
         [stored[result] if isinstance(result, str) else result for result in results], fresh
     )
+
+
+def _appends_one(events: Sequence[Event]) -> bool:
+    """Whether `_append` stores these events in one statement (`_append_one`)."""
+    return len(events) == 1 and not events[0].parent_ids
 
 
 def _append_one(db: sqlite3.Connection, event: Event) -> _Appended:
