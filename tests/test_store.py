@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from sssn_server.domain.errors import (
 )
 from sssn_server.domain.models import Channel, Event
 from sssn_server.store import SQLiteStore, Store
+from sssn_server.store import sqlite as sqlite_store
 from sssn_server.store._schema import SCHEMA_VERSION
 
 StoreFactory = Callable[..., Store]
@@ -80,6 +82,57 @@ async def test_single_appends_failing_in_one_group_fail_alone(store: Store) -> N
     assert await store.query_events("other", after_cursor=0, limit=10, kind=None) != []
     with pytest.raises(EventNotFoundError):
         await store.get_event("g1")
+
+
+async def test_independent_appends_of_many_callers_are_stored_as_if_one_by_one(
+    make_store, monkeypatch
+) -> None:
+    """Concurrent append_each calls are stored together; each caller still
+    gets what it would have got alone, in call order."""
+    combined: list[int] = []
+    together = sqlite_store._append_together
+
+    def counted(db: sqlite3.Connection, batches: list[Sequence[Event]]) -> list[Any]:
+        combined.append(len(batches))
+        return together(db, batches)
+
+    monkeypatch.setattr(sqlite_store, "_append_together", counted)
+    async with make_store() as store:
+        await store.create_channel(Channel(name="events"))
+        await _append_many_callers(store)
+    assert combined and max(combined) > 1  # the calls really were stored together
+
+
+async def _append_many_callers(store: Store) -> None:
+    calls = [
+        store.append_each(
+            [
+                new_event(3 * index),
+                new_event(3 * index + 1, parent_ids=(f"e{3 * index}",)),
+                Event(id=f"lost{index}", channel="ghost", timestamp_ns=1),
+            ]
+        )
+        for index in range(10)
+    ]
+    # A retry of another caller's event, and a parent from another caller.
+    calls.append(store.append_each([new_event(0), new_event(100, parent_ids=("e27",))]))
+    calls.append(store.append_each([new_event(101, parent_ids=("lost3",))]))
+    results = await asyncio.gather(*calls)
+    cursors = []
+    for index, result in enumerate(results[:10]):
+        first, second, third = result
+        assert isinstance(first, Event) and isinstance(second, Event)
+        assert (first.id, second.id) == (f"e{3 * index}", f"e{3 * index + 1}")
+        assert isinstance(third, ChannelNotFoundError)
+        cursors += [first.cursor, second.cursor]
+    assert cursors == sorted(cursors) and len(set(cursors)) == 20
+    retried, child = results[10]
+    assert isinstance(retried, Event) and retried.cursor == results[0][0].cursor  # type: ignore[union-attr]
+    assert isinstance(child, Event) and child.cursor > max(cursors)
+    (orphan,) = results[11]
+    assert isinstance(orphan, EventNotFoundError)  # a refused event stays unknown
+    stored = await store.query_events("events", after_cursor=0, limit=100, kind=None)
+    assert len(stored) == 21 and [event.cursor for event in stored][:20] == cursors
 
 
 async def test_a_failed_batch_leaves_no_trace(store: Store) -> None:

@@ -8,7 +8,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,14 +21,21 @@ Work = Callable[[sqlite3.Connection], Any]
 Outcome = tuple[BaseException | None, Any]
 
 
+# Runs the batches of several combinable requests as one write, returning a
+# result per batch (see WriterThread).
+Combine = Callable[[sqlite3.Connection, list[Sequence[Any]]], list[Any]]
+
+
 @dataclass(slots=True)
 class Request:
     """One queued write: what to run, who waits for it, and whether it needs a
-    savepoint of its own (not when it changes the store in one statement)."""
+    savepoint of its own (not when it changes the store in one statement).
+    A request with a `batch` may be run together with its neighbours."""
 
     work: Work
     future: asyncio.Future[Any]
     savepoint: bool = True
+    batch: Sequence[Any] | None = None
 
 
 # The writer thread's name; tests look for it to catch a store left open.
@@ -46,17 +53,24 @@ class WriterThread:
     queue work on a thread-safe queue, and the group's outcomes come back in
     one callback, in commit order. That costs far less than a round trip to
     an executor per group, which is most of what a small append pays.
+
+    Consecutive requests that carry a `batch` are run by one `combine` call
+    in one savepoint (many small independent appends cost one append's
+    statements); if that call fails, they run one by one, so that the
+    failure is still only its own request's.
     """
 
     def __init__(
         self,
         connect: Callable[[], sqlite3.Connection],
         committed: Callable[[list[Request], list[Outcome]], None],
+        combine: Combine | None = None,
     ) -> None:
         """`connect` opens the write connection (in the thread); `committed` is
         called on the event loop with each group and its outcomes."""
         self._connect = connect
         self._committed = committed
+        self._combine = combine
         self._queue: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -77,8 +91,15 @@ class WriterThread:
             await self.stop()
             raise
 
-    def submit(self, work: Work, future: asyncio.Future[Any], *, savepoint: bool = True) -> None:
-        self._queue.put(Request(work, future, savepoint))
+    def submit(
+        self,
+        work: Work,
+        future: asyncio.Future[Any],
+        *,
+        savepoint: bool = True,
+        batch: Sequence[Any] | None = None,
+    ) -> None:
+        self._queue.put(Request(work, future, savepoint, batch))
 
     async def stop(self) -> None:
         """Commits what is queued, fails what comes later, closes the connection."""
@@ -119,7 +140,7 @@ class WriterThread:
                     break
             requests = [request for request in group if request is not None]
             if requests:
-                outcomes = _commit_group(db, requests)
+                outcomes = _commit_group(db, requests, self._combine)
                 self._post(self._committed, requests, outcomes)
             if None in group:
                 break
@@ -142,7 +163,9 @@ def _resolve(future: asyncio.Future[Any] | None, outcome: BaseException | None) 
         future.set_exception(outcome)
 
 
-def _commit_group(db: sqlite3.Connection, requests: list[Request]) -> list[Outcome]:
+def _commit_group(
+    db: sqlite3.Connection, requests: list[Request], combine: Combine | None
+) -> list[Outcome]:
     """Runs a group of writes in one transaction; a failing one is rolled back alone."""
     outcomes: list[Outcome] = []
     try:
@@ -155,23 +178,15 @@ def _commit_group(db: sqlite3.Connection, requests: list[Request]) -> list[Outco
                 return [(exc, None)]
             outcomes.append((None, result))
         else:
-            for request in requests:
-                if not request.savepoint:
-                    try:
-                        outcomes.append((None, request.work(db)))
-                    except Exception as exc:  # its one statement undid itself
-                        outcomes.append((exc, None))
-                    continue
-                db.execute("SAVEPOINT request")
-                try:
-                    result = request.work(db)
-                except Exception as exc:
-                    db.execute("ROLLBACK TO request")
-                    db.execute("RELEASE request")
-                    outcomes.append((exc, None))
+            start = 0
+            while start < len(requests):
+                run = _combinable_run(requests, start) if combine is not None else 1
+                if run > 1:
+                    assert combine is not None
+                    outcomes += _run_combined(db, requests[start : start + run], combine)
                 else:
-                    db.execute("RELEASE request")
-                    outcomes.append((None, result))
+                    outcomes.append(_run_alone(db, requests[start]))
+                start += run
         db.execute("COMMIT")
     except Exception as exc:
         # The commit itself failed (disk full, I/O error): nothing of the
@@ -181,3 +196,42 @@ def _commit_group(db: sqlite3.Connection, requests: list[Request]) -> list[Outco
             db.execute("ROLLBACK")
         return [(exc, None) for _request in requests]
     return outcomes
+
+
+def _combinable_run(requests: list[Request], start: int) -> int:
+    """How many requests from `start` on carry a batch (at least 1)."""
+    end = start
+    while end < len(requests) and requests[end].batch is not None:
+        end += 1
+    return max(1, end - start)
+
+
+def _run_combined(
+    db: sqlite3.Connection, requests: list[Request], combine: Combine
+) -> list[Outcome]:
+    db.execute("SAVEPOINT combined")
+    try:
+        results = combine(db, [request.batch or () for request in requests])
+    except Exception:
+        db.execute("ROLLBACK TO combined")
+        db.execute("RELEASE combined")
+        return [_run_alone(db, request) for request in requests]  # find the culprit
+    db.execute("RELEASE combined")
+    return [(None, result) for result in results]
+
+
+def _run_alone(db: sqlite3.Connection, request: Request) -> Outcome:
+    if not request.savepoint:
+        try:
+            return None, request.work(db)
+        except Exception as exc:  # its one statement undid itself
+            return exc, None
+    db.execute("SAVEPOINT request")
+    try:
+        result = request.work(db)
+    except Exception as exc:
+        db.execute("ROLLBACK TO request")
+        db.execute("RELEASE request")
+        return exc, None
+    db.execute("RELEASE request")
+    return None, result

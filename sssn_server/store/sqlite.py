@@ -127,7 +127,7 @@ class SQLiteStore(Store):
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             self._blobs.prepare()
-            self._writer = WriterThread(self._open_writer, self._committed)
+            self._writer = WriterThread(self._open_writer, self._committed, _append_together)
             await self._writer.start()
         # A read-only server must not write a byte. SQLite reads a WAL store
         # through its -shm/-wal files and creates them if missing; when they
@@ -206,7 +206,11 @@ class SQLiteStore(Store):
         return list(await self._reader().execute_fetchall(sql, parameters))
 
     async def _write(
-        self, work: Callable[[sqlite3.Connection], T], *, one_statement: bool = False
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        one_statement: bool = False,
+        batch: Sequence[Event] | None = None,
     ) -> T:
         """Runs `work` inside a write transaction and returns its result.
 
@@ -216,6 +220,8 @@ class SQLiteStore(Store):
         transaction, and a write once queued is not dropped. `one_statement`:
         the work changes the store in at most one statement, which SQLite
         undoes by itself if it fails, so it needs no savepoint of its own.
+        `batch`: the events of an independent append, which the writer may
+        store together with its neighbours' (`_append_together`).
         """
         if self.read_only:
             raise StoreReadOnlyError()
@@ -223,7 +229,7 @@ class SQLiteStore(Store):
             raise StoreClosedError()
         assert self._writer is not None
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writer.submit(work, future, savepoint=not one_statement)
+        self._writer.submit(work, future, savepoint=not one_statement, batch=batch)
         return await future
 
     def _committed(self, requests: list[Request], outcomes: list[Outcome]) -> None:
@@ -291,7 +297,9 @@ class SQLiteStore(Store):
 
     async def append_each(self, events: Sequence[Event]) -> list[Event | SSSNError]:
         appended = await self._write(
-            lambda db: _append(db, events, atomic=False), one_statement=_appends_one(events)
+            lambda db: _append(db, events, atomic=False),
+            one_statement=_appends_one(events),
+            batch=events,
         )
         return appended.results
 
@@ -676,6 +684,21 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
     return _Appended(
         [stored[result] if isinstance(result, str) else result for result in results], fresh
     )
+
+
+def _append_together(db: sqlite3.Connection, batches: list[Sequence[Event]]) -> list[_Appended]:
+    """Independent appends of several callers as one: what each gets back is
+    what it would have got alone, in turn (an id or parent may name an event
+    of an earlier caller's batch)."""
+    appended = _append(db, [event for batch in batches for event in batch], atomic=False)
+    results = iter(appended.results)
+    # The new events are announced once, in cursor order, with the first caller.
+    fresh = appended.fresh
+    split = []
+    for batch in batches:
+        split.append(_Appended([next(results) for _event in batch], fresh))
+        fresh = []
+    return split
 
 
 def _appends_one(events: Sequence[Event]) -> bool:
