@@ -135,6 +135,41 @@ async def _append_many_callers(store: Store) -> None:
     assert len(stored) == 21 and [event.cursor for event in stored][:20] == cursors
 
 
+async def test_every_field_of_an_event_reads_back_as_stored(store: Store) -> None:
+    parent = (await store.append_events([new_event(1)]))[0]
+    sent = Event(
+        id="full",
+        channel="events",
+        timestamp_ns=1_700_000_000_123_456_789,
+        kind="order.created",
+        payload={"nested": [1, 2.5, None, True, "x"]},
+        source="producer",
+        schema="demo.Order",
+        metadata={"trace": "abc"},
+        correlation_id="req-7",
+        parent_ids=(parent.id,),
+        wire=b"served as is",
+    )
+    (stored,) = await store.append_events([sent])
+    assert stored.cursor > parent.cursor
+    for read in (
+        await store.get_event("full"),
+        (await store.query_events("events", after_cursor=parent.cursor, limit=5, kind=None))[0],
+    ):
+        assert read == stored
+        assert (read.source, read.schema, read.correlation_id) == (
+            "producer",
+            "demo.Order",
+            "req-7",
+        )
+        assert (read.kind, read.payload, read.metadata) == (sent.kind, sent.payload, sent.metadata)
+        assert (read.parent_ids, read.wire, read.timestamp_ns) == (
+            sent.parent_ids,
+            sent.wire,
+            sent.timestamp_ns,
+        )
+
+
 async def test_a_failed_batch_leaves_no_trace(store: Store) -> None:
     with pytest.raises(ChannelNotFoundError):
         await store.append_events([new_event(1), Event(id="x", channel="ghost", timestamp_ns=1)])

@@ -820,19 +820,21 @@ def _channel(row: sqlite3.Row) -> Channel:
 
 
 def _event(row: sqlite3.Row) -> Event:
+    # Positional, in Event's field order: built for every event read, and
+    # keyword arguments cost twice as much. The store tests check each field.
     return Event(
-        cursor=row[0],
-        id=row[1],
-        channel=row[2],
-        timestamp_ns=row[3],
-        source=row[4],
-        kind=row[5],
-        payload=_json_value(row[6]),
-        schema=row[7],
-        metadata=_json_value(row[8]),
-        correlation_id=row[9],
-        parent_ids=() if row[10] == "[]" else tuple(json.loads(row[10])),
-        wire=row[11],
+        row[1],  # id
+        row[2],  # channel
+        row[3],  # timestamp_ns
+        row[5],  # kind
+        _json_value(row[6]),  # payload
+        row[4],  # source
+        row[7],  # schema
+        _json_value(row[8]),  # metadata
+        row[9],  # correlation_id
+        () if row[10] == "[]" else tuple(json.loads(row[10])),  # parent_ids
+        row[0],  # cursor
+        row[11],  # wire
     )
 
 
