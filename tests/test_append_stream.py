@@ -29,7 +29,7 @@ from sssn_server.app import SSSNServer
 from . import client_fixtures
 from .client_fixtures import ServerThread
 from .conftest import ServerFactory
-from .helpers import DEADLINE, event, failure
+from .helpers import DEADLINE, RpcFailure, event, failure
 
 aclient = client_fixtures.aclient
 server_thread = client_fixtures.server_thread
@@ -80,6 +80,15 @@ async def query(stub: pb_grpc.StoreServiceStub, channel: str = "events") -> list
         pb.QueryEventsRequest(channel=channel, limit=10_000), timeout=DEADLINE
     )
     return list(response.events)
+
+
+async def answers_then_failure(call: Any) -> tuple[list[pb.AppendEventStreamResponse], RpcFailure]:
+    """The responses a stream sent before it failed, and how it failed."""
+    answered = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for response in call:
+            answered.append(response)
+    return answered, failure(caught.value)
 
 
 def limit_batches(server: SSSNServer, size: int) -> None:
@@ -204,12 +213,8 @@ async def test_too_many_events_end_the_stream_after_earlier_answers(
         iter(requests([event("events", 1)] * 3, [event("events", 2)] * 6, [event("events", 3)])),
         timeout=DEADLINE,
     )
-    answered = []
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        async for response in call:
-            answered.append(response)
+    answered, error = await answers_then_failure(call)
     assert [len(r.results) for r in answered] == [3]
-    error = failure(caught.value)
     assert (error.code, error.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_ITEMS")
     assert not [e for e in await query(stub) if e.payload.number_value == 2]
 
@@ -297,12 +302,8 @@ async def test_token_auth_checks_every_message(start_server: ServerFactory, tmp_
             metadata=_auth("writer-token"),
             timeout=DEADLINE,
         )
-        answered = []
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            async for response in call:
-                answered.append(response)
+        answered, error = await answers_then_failure(call)
         assert [len(r.results) for r in answered] == [1]
-        error = failure(caught.value)
         assert (error.code, error.metadata["channel"]) == (
             grpc.StatusCode.PERMISSION_DENIED,
             "billing",
