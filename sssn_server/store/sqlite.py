@@ -1,4 +1,4 @@
-"""The embedded store: SQLite (WAL) through aiosqlite, plus a content-addressed blob folder."""
+"""The embedded store: SQLite (WAL; one writer thread, aiosqlite readers) and a blob folder."""
 
 from __future__ import annotations
 
