@@ -14,11 +14,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from sssn_proto.v1 import store_service_pb2, store_service_pb2_grpc
+from sssn_proto.v1 import store_service_pb2
 
 from .api import StoreServicer
 from .api import _convert as convert
 from .api._auth import AuthInterceptor, TokenTable
+from .api._handlers import add_store_service
 from .api._metrics import Metrics, MetricsInterceptor
 from .config import DURABILITY_LEVELS, ServerConfig
 from .domain.service import ChannelService, Limits
@@ -137,8 +138,7 @@ class SSSNServer:
             if tokens is not None:
                 interceptors.append(AuthInterceptor(tokens, self.service))
             server = grpc.aio.server(interceptors=interceptors, options=server_options(self.config))
-            register = store_service_pb2_grpc.add_StoreServiceServicer_to_server
-            register(StoreServicer(self.service), server)  # type: ignore[no-untyped-call]
+            add_store_service(StoreServicer(self.service), server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             if self.config.reflection:
                 reflection.enable_server_reflection(SERVICE_NAMES, server)

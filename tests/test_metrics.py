@@ -89,6 +89,20 @@ async def test_metrics_count_calls_events_and_streams(start_server: ServerFactor
         samples = await _scrape(server)
         assert _calls(samples, M + "PullSubscription", "CANCELLED") == 1
 
+        # An append stream counts the events it stored, not the one it refused.
+        stream = stub.AppendEventStream(timeout=DEADLINE)
+        await stream.write(
+            pb.AppendEventStreamRequest(
+                events=[event("events", 4), event("missing", 5), event("events", 6)]
+            )
+        )
+        await stream.done_writing()
+        results = [result async for response in stream for result in response.results]
+        assert [result.WhichOneof("result") for result in results] == ["event", "error", "event"]
+        samples = await _scrape(server)
+        assert samples[("sssn_events_appended_total", frozenset())] == 5
+        assert samples[("sssn_events_delivered_total", frozenset())] == 3
+
 
 async def test_metrics_endpoint_is_off_by_default(server: SSSNServer) -> None:
     assert server.metrics_port is None

@@ -202,22 +202,10 @@ def _fill_encoded(target: Any, value: Any, fill: Any) -> None:
 
 def encode_event(event: Event) -> bytes:
     """The wire form of a new event, without its cursor: stored beside it and
-    served as is (`fill_event`), so serving an event never re-encodes it."""
+    served as is (`_wire.event_bytes`), so serving an event never re-encodes it."""
     message = event_pb2.Event()
     _fill_fields(message, event)
     return message.SerializeToString()
-
-
-# What an event adds to a message beyond its stored wire form, at most: its
-# field tag and length (6 bytes) and its cursor (tag and varint, 11 bytes).
-_EVENT_FRAMING_BYTES = 17
-
-
-def encoded_size(event: Event) -> int:
-    """The bytes an event takes in a message of events, or a little more."""
-    if event.wire is not None:
-        return len(event.wire) + _EVENT_FRAMING_BYTES
-    return event_to_proto(event).ByteSize() + _EVENT_FRAMING_BYTES
 
 
 def fill_event(target: event_pb2.Event, event: Event) -> None:

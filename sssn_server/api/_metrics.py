@@ -13,6 +13,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ._calls import STORE_SERVICE_PREFIX, Behavior, CallInfo, current_call, wrap_handler
+from ._wire import Serialized
 
 access_log = logging.getLogger("sssn_server.access")
 
@@ -126,31 +127,34 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     ),
                 )
 
+        # The StoreService returns every response that acknowledges appends
+        # or delivers events already serialized, with the counts beside it
+        # (`Serialized`), so nothing here parses a message.
+
+        def counted(response: Any) -> Serialized | None:
+            if self._metrics is not None and store_call and type(response) is Serialized:
+                return response
+            return None
+
         def count_appended(response: Any) -> None:
-            if self._metrics is None or not store_call:
-                return
-            if name == "AppendEvent":
-                self._metrics.events_appended.inc()
-            elif name == "AppendEvents":
-                self._metrics.events_appended.inc(len(response.events))
-            elif name == "AppendEventStream":
-                stored = sum(1 for r in response.results if r.WhichOneof("result") == "event")
-                self._metrics.events_appended.inc(stored)
+            if (serialized := counted(response)) is not None and serialized.appended:
+                assert self._metrics is not None
+                self._metrics.events_appended.inc(serialized.appended)
 
         def count_delivered(response: Any) -> None:
-            # Every streamed StoreService message that carries events hands
-            # them to a consumer (PullSubscription and any later pull stream).
-            if (
-                self._metrics is not None
-                and store_call
-                and "events" in response.DESCRIPTOR.fields_by_name
-            ):
-                self._metrics.events_delivered.inc(len(response.events))
+            if (serialized := counted(response)) is not None and serialized.delivered:
+                assert self._metrics is not None
+                self._metrics.events_delivered.inc(serialized.delivered)
 
         def record_lag(request: Any, response: Any) -> None:
             # Heartbeats carry no events, so they say nothing of the position.
-            if self._metrics is not None and name == "PullSubscription" and response.events:
-                lag = max(0, response.head_cursor - response.events[-1].cursor)
+            if (
+                self._metrics is not None
+                and name == "PullSubscription"
+                and type(response) is Serialized
+                and response.delivered
+            ):
+                lag = max(0, response.head_cursor - response.last_cursor)
                 self._metrics.subscription_lag.labels(request.subscription_id).set(lag)
 
         async def unary(inner: Behavior, request: Any, context: Any) -> Any:

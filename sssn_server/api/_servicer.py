@@ -18,7 +18,9 @@ from ..domain.errors import InvalidPayloadError, SSSNError, StoreReadOnlyError
 from ..domain.models import Event
 from ..domain.service import ChannelService
 from . import _convert as convert
+from . import _wire as wire
 from ._errors import internal_status, status_proto, to_status
+from ._wire import Serialized
 
 log = logging.getLogger(__name__)
 
@@ -116,30 +118,27 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
 
     # Events
 
+    # Responses that carry events are returned already serialized (see
+    # `_wire.py`): built from the stored form without a message per event.
+
     @_guarded
-    async def AppendEvent(
-        self, request: pb.AppendEventRequest, context: Any
-    ) -> pb.AppendEventResponse:
+    async def AppendEvent(self, request: pb.AppendEventRequest, context: Any) -> Serialized:
         (event,) = await self._service.append_events(
             [convert.event_from_proto(request.event)], field="event"
         )
-        return pb.AppendEventResponse(event=convert.event_to_proto(event))
+        return wire.events_message([event], appended=True)  # AppendEventResponse
 
     @_guarded
-    async def AppendEvents(
-        self, request: pb.AppendEventsRequest, context: Any
-    ) -> pb.AppendEventsResponse:
+    async def AppendEvents(self, request: pb.AppendEventsRequest, context: Any) -> Serialized:
         events = await self._service.append_events(
             [convert.event_from_proto(event) for event in request.events]
         )
-        response = pb.AppendEventsResponse()
-        _fill_events(response, events)
-        return response
+        return wire.events_message(events, appended=True)  # AppendEventsResponse
 
     @_guarded
     async def AppendEventStream(
         self, request_iterator: AsyncIterator[pb.AppendEventStreamRequest], context: Any
-    ) -> AsyncIterator[pb.AppendEventStreamResponse]:
+    ) -> AsyncIterator[Serialized]:
         # Refuse at once: a message of invalid events alone never reaches the store.
         if self._service.store.read_only:
             raise StoreReadOnlyError()
@@ -149,7 +148,7 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
             while (item := await pending.get()) is not None:
                 if isinstance(item, Exception):
                     raise item
-                yield _append_stream_response(await item)
+                yield _append_stream_response(await item)  # serialized
             await reader
         finally:
             # Client gone, stream failed or done: stop reading and drop the
@@ -185,23 +184,19 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
             await pending.put(None)
 
     @_guarded
-    async def GetEvent(self, request: pb.GetEventRequest, context: Any) -> pb.GetEventResponse:
+    async def GetEvent(self, request: pb.GetEventRequest, context: Any) -> Serialized:
         event = await self._service.get_event(request.id)
-        return pb.GetEventResponse(event=convert.event_to_proto(event))
+        return wire.events_message([event])  # GetEventResponse
 
     @_guarded
-    async def QueryEvents(
-        self, request: pb.QueryEventsRequest, context: Any
-    ) -> pb.QueryEventsResponse:
+    async def QueryEvents(self, request: pb.QueryEventsRequest, context: Any) -> Serialized:
         events = await self._service.query_events(
             request.channel,
             after_cursor=request.after_cursor,
             limit=request.limit if request.HasField("limit") else None,
             kind=request.kind or None,
         )
-        response = pb.QueryEventsResponse()
-        _fill_events(response, events)
-        return response
+        return wire.events_message(events)  # QueryEventsResponse
 
     # Subscriptions
 
@@ -279,7 +274,7 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
     @_guarded
     async def PullSubscription(
         self, request: pb.PullSubscriptionRequest, context: Any
-    ) -> AsyncIterator[pb.PullSubscriptionResponse]:
+    ) -> AsyncIterator[Serialized]:
         batches = self._service.pull(
             request.subscription_id,
             limit=request.limit if request.HasField("limit") else None,
@@ -292,8 +287,10 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
         )
         try:
             async for delivery in batches:
-                for message in _split_into_messages(delivery.events):
-                    message.head_cursor = delivery.head_cursor
+                # PullSubscriptionResponses, each under the size budget.
+                for message in wire.pull_messages(
+                    delivery.events, delivery.head_cursor, _MAX_MESSAGE_BYTES
+                ):
                     yield message
         finally:
             # Close at once so the batch lock is released even on cancellation.
@@ -358,37 +355,20 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
         return pb.GetSnapshotResponse(snapshot=convert.snapshot_to_proto(snapshot))
 
 
-def _fill_events(response: Any, events: list[Event]) -> None:
-    for event in events:
-        convert.fill_event(response.events.add(), event)
-
-
-def _append_stream_response(results: list[Event | SSSNError]) -> pb.AppendEventStreamResponse:
-    response = pb.AppendEventStreamResponse()
+def _append_stream_response(results: list[Event | SSSNError]) -> Serialized:
+    """An AppendEventStreamResponse: stored events from their wire form, errors as messages."""
+    answers: list[Event | pb.AppendResult] = []
     for result in results:
-        target = response.results.add()
         if isinstance(result, Event):
-            convert.fill_event(target.event, result)
+            answers.append(result)
         else:
+            answer = pb.AppendResult()
             status = status_proto(result)
-            target.error.code = status.code
-            target.error.message = status.message
-            target.error.details.extend(status.details)
-    return response
-
-
-def _split_into_messages(events: list[Event]) -> list[pb.PullSubscriptionResponse]:
-    """Packs events into as few messages as fit the size budget, in order."""
-    messages = [pb.PullSubscriptionResponse()]
-    size = 0
-    for event in events:
-        event_size = convert.encoded_size(event)
-        if size and size + event_size > _MAX_MESSAGE_BYTES:
-            messages.append(pb.PullSubscriptionResponse())
-            size = 0
-        convert.fill_event(messages[-1].events.add(), event)
-        size += event_size
-    return messages
+            answer.error.code = status.code
+            answer.error.message = status.message
+            answer.error.details.extend(status.details)
+            answers.append(answer)
+    return wire.append_results(answers)
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:

@@ -808,11 +808,6 @@ def _json_column(value: Any) -> str | bytes:
     return value.data if isinstance(value, Encoded) else _dumps(value)
 
 
-def _json_value(column: str | bytes) -> Any:
-    # A BLOB column holds a value stored in its wire form (schema version 3).
-    return Encoded(column) if isinstance(column, bytes) else json.loads(column)
-
-
 def _channel(row: sqlite3.Row) -> Channel:
     return Channel(
         name=row[0], schema=row[1], form=row[2], description=row[3], metadata=json.loads(row[4])
@@ -820,17 +815,19 @@ def _channel(row: sqlite3.Row) -> Channel:
 
 
 def _event(row: sqlite3.Row) -> Event:
-    # Positional, in Event's field order: built for every event read, and
-    # keyword arguments cost twice as much. The store tests check each field.
+    # Positional, in Event's field order: built for every event read, where
+    # keyword arguments and helper calls show. A BLOB payload or metadata is
+    # the value in the wire form the API received it in (schema version 3),
+    # TEXT is JSON. The store tests check each field.
     return Event(
         row[1],  # id
         row[2],  # channel
         row[3],  # timestamp_ns
         row[5],  # kind
-        _json_value(row[6]),  # payload
+        Encoded(row[6]) if type(row[6]) is bytes else json.loads(row[6]),  # payload
         row[4],  # source
         row[7],  # schema
-        _json_value(row[8]),  # metadata
+        Encoded(row[8]) if type(row[8]) is bytes else json.loads(row[8]),  # metadata
         row[9],  # correlation_id
         () if row[10] == "[]" else tuple(json.loads(row[10])),  # parent_ids
         row[0],  # cursor

@@ -1,0 +1,169 @@
+"""Responses that carry events, encoded straight from the events' stored wire form.
+
+An event is stored with `wire`, its serialized `Event` without the cursor
+(`_convert.encode_event`). Serving it as a message would parse those bytes
+into a message object and serialize them again, once per event: most of what
+a catch-up drain costs. Protobuf's encoding is a concatenation of fields, so
+the response can be built from the stored bytes instead: the event's bytes
+with the cursor field spliced in, framed as an entry of the repeated field.
+The servicer returns such responses as `Serialized`, whose bytes the
+registered serializer sends as they are (`_handlers.py`) and whose counts
+the metrics read instead of the message (`_metrics.py`).
+
+Tags and field numbers are read from the descriptors, so the contract stays
+the one source of truth; tests check the bytes parse to the same message the
+protobuf library would have built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from google.protobuf.descriptor import FieldDescriptor
+
+from sssn_proto.v1 import event_pb2
+from sssn_proto.v1 import store_service_pb2 as pb
+
+from ..domain.models import Event
+from ._convert import event_to_proto
+
+
+@dataclass(slots=True)
+class Serialized:
+    """A response message already serialized, and what observers of the call
+    need to know of it without parsing it."""
+
+    data: bytes
+    appended: int = 0
+    """Events whose append it acknowledges (idempotent repeats included)."""
+    delivered: int = 0
+    """Events it delivers to a subscription's consumer."""
+    last_cursor: int = 0
+    """The cursor of the last event it delivers."""
+    head_cursor: int = 0
+    """The store's head as the message reports it."""
+
+
+_VARINT = 0
+_LENGTH_DELIMITED = 2
+
+
+def varint(value: int) -> bytes:
+    """The base-128 varint of a non-negative integer."""
+    # Lengths and cursors mostly take 1 to 3 bytes: those skip the loop
+    # (this runs twice per event served).
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _tag(field: FieldDescriptor, wire_type: int) -> bytes:
+    return varint(field.number << 3 | wire_type)
+
+
+def _field(message: type, name: str) -> FieldDescriptor:
+    field: FieldDescriptor = message.DESCRIPTOR.fields_by_name[name]  # type: ignore[attr-defined]
+    return field
+
+
+_ID = _field(event_pb2.Event, "id")
+_ID_TAG = _tag(_ID, _LENGTH_DELIMITED)[0]
+_CURSOR_TAG = _tag(_field(event_pb2.Event, "cursor"), _VARINT)
+# `events` of every response that lists events, `event` of those that carry
+# one, and the two levels of an AppendEventStreamResponse's results: the same
+# field number and so the same tag in each, checked here at import.
+_EVENTS_TAG = _tag(_field(pb.PullSubscriptionResponse, "events"), _LENGTH_DELIMITED)
+for _message, _name in (
+    (pb.QueryEventsResponse, "events"),
+    (pb.AppendEventsResponse, "events"),
+    (pb.AppendEventResponse, "event"),
+    (pb.GetEventResponse, "event"),
+    (pb.AppendEventStreamResponse, "results"),
+    (pb.AppendResult, "event"),
+):
+    assert _tag(_field(_message, _name), _LENGTH_DELIMITED) == _EVENTS_TAG, _message
+_HEAD_CURSOR_TAG = _tag(_field(pb.PullSubscriptionResponse, "head_cursor"), _VARINT)
+
+
+def event_bytes(event: Event) -> bytes:
+    """The serialized `Event` with its cursor, from the stored form if it has one.
+
+    The cursor goes right after the id, where the protobuf library would
+    write it, so the bytes are the canonical ones for the common case; where
+    the id is longer than 127 bytes it goes at the end, which parses the same.
+    """
+    wire = event.wire
+    if wire is None:  # stored before schema 3
+        return event_to_proto(event).SerializeToString()
+    cursor = _CURSOR_TAG + varint(event.cursor) if event.cursor else b""
+    if len(wire) > 1 and wire[0] == _ID_TAG and wire[1] < 0x80:
+        split = 2 + wire[1]
+        return wire[:split] + cursor + wire[split:]
+    return wire + cursor
+
+
+def framed(data: bytes) -> bytes:
+    """One entry of the `events` field (or the single `event` field)."""
+    return _EVENTS_TAG + varint(len(data)) + data
+
+
+def events_message(events: list[Event], *, appended: bool = False) -> Serialized:
+    """A response whose only field is its events (or event), in order;
+    `appended`: it acknowledges their appends."""
+    data = b"".join(framed(event_bytes(event)) for event in events)
+    return Serialized(data, appended=len(events) if appended else 0)
+
+
+def pull_messages(events: list[Event], head_cursor: int, max_bytes: int) -> list[Serialized]:
+    """`PullSubscriptionResponse`s holding the events in order, each under
+    `max_bytes` unless a single event is larger; every message carries
+    `head_cursor` (an empty list gives one heartbeat message)."""
+    head = _HEAD_CURSOR_TAG + varint(head_cursor) if head_cursor else b""
+    messages: list[Serialized] = []
+    parts: list[bytes] = []
+    size = len(head)
+    for index, event in enumerate(events):
+        entry = framed(event_bytes(event))
+        if parts and size + len(entry) > max_bytes:
+            messages.append(_pull_message(parts, head, events[index - 1].cursor, head_cursor))
+            parts, size = [], len(head)
+        parts.append(entry)
+        size += len(entry)
+    last = events[-1].cursor if events else 0
+    messages.append(_pull_message(parts, head, last, head_cursor))
+    return messages
+
+
+def _pull_message(
+    parts: list[bytes], head: bytes, last_cursor: int, head_cursor: int
+) -> Serialized:
+    return Serialized(
+        b"".join(parts) + head,
+        delivered=len(parts),
+        last_cursor=last_cursor,
+        head_cursor=head_cursor,
+    )
+
+
+def append_results(results: Iterable[Event | pb.AppendResult]) -> Serialized:
+    """An `AppendEventStreamResponse`: a stored event becomes an `AppendResult`
+    holding it, a message (an error) is serialized as it is."""
+    parts = []
+    stored = 0
+    for result in results:
+        if isinstance(result, Event):
+            parts.append(framed(framed(event_bytes(result))))
+            stored += 1
+        else:
+            parts.append(framed(result.SerializeToString()))
+    return Serialized(b"".join(parts), appended=stored)
