@@ -7,7 +7,6 @@ import base64
 import binascii
 import contextlib
 import logging
-import os
 import time
 import weakref
 from collections.abc import (
@@ -31,6 +30,7 @@ from .errors import (
     SubscriptionTakenOverError,
     TooManyItemsError,
 )
+from .ids import new_id, new_ids
 from .models import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KIND,
@@ -102,36 +102,6 @@ class SubscriptionLag:
     """The store's latest cursor."""
     pending_count: int
     """Matching events of the channel after the subscription's cursor."""
-
-
-def new_id() -> str:
-    """Mints a time-ordered UUIDv7, so ids sort roughly by creation time."""
-    return new_ids(1)[0]
-
-
-def new_ids(count: int) -> list[str]:
-    """Mints `count` UUIDv7 ids (RFC 9562: 48-bit Unix milliseconds, version,
-    variant, 74 random bits).
-
-    Written here rather than taken from a library because batches are the hot
-    path: one read of the OS's randomness for all of them costs a third of
-    minting each on its own.
-    """
-    milliseconds = time.time_ns() // 1_000_000
-    randomness = os.urandom(10 * count)
-    ids = []
-    for index in range(count):
-        bits = int.from_bytes(randomness[10 * index : 10 * index + 10], "big")
-        value = (
-            milliseconds << 80
-            | 0x7 << 76  # version 7
-            | ((bits >> 62) & 0xFFF) << 64
-            | 0b10 << 62  # the RFC 4122 variant
-            | bits & ((1 << 62) - 1)
-        )
-        text = f"{value:032x}"
-        ids.append(f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}")
-    return ids
 
 
 class ChannelService:
