@@ -170,6 +170,27 @@ async def test_every_field_of_an_event_reads_back_as_stored(store: Store) -> Non
         )
 
 
+async def test_a_lean_read_leaves_out_only_what_the_wire_form_holds(store: Store) -> None:
+    with_wire = new_event(1, metadata={"m": 1}, wire=b"the whole event")
+    without = new_event(2, metadata={"m": 2})  # as stored before schema 3
+    await store.append_events([with_wire, without])
+    full = await store.query_events("events", after_cursor=0, limit=5, kind=None)
+    lean = await store.query_events("events", after_cursor=0, limit=5, kind=None, values=False)
+    assert [(event.payload, event.metadata) for event in full] == [(1, {"m": 1}), (2, {"m": 2})]
+    assert [(event.payload, event.metadata) for event in lean] == [(None, {}), (2, {"m": 2})]
+    # Everything else is read as it is by a full read.
+    for read, whole in zip(lean, full, strict=True):
+        assert (read.id, read.cursor, read.wire, read.kind, read.timestamp_ns) == (
+            whole.id,
+            whole.cursor,
+            whole.wire,
+            whole.kind,
+            whole.timestamp_ns,
+        )
+    kinds = await store.query_events("events", after_cursor=0, limit=5, kind="event", values=False)
+    assert [event.payload for event in kinds] == [None, 2]
+
+
 async def test_a_failed_batch_leaves_no_trace(store: Store) -> None:
     with pytest.raises(ChannelNotFoundError):
         await store.append_events([new_event(1), Event(id="x", channel="ghost", timestamp_ns=1)])

@@ -263,11 +263,21 @@ class ChannelService:
         size = require_positive("limit", limit) if limit is not None else DEFAULT_BATCH_SIZE
         kind = optional_token("kind", kind)
         await self.store.get_channel(channel)
-        return await self.store.query_events(
+        return await self._events_to_serve(
             channel,
             after_cursor=after_cursor,
             limit=min(size, self.limits.max_query_limit),
             kind=kind,
+        )
+
+    async def _events_to_serve(
+        self, channel: str, *, after_cursor: int, limit: int, kind: str | None
+    ) -> list[Event]:
+        """Events read to be sent (QueryEvents, pulls). The API serves an event
+        from its wire form where it has one, so the store may leave out the
+        payload and metadata that form holds (`Store.query_events`)."""
+        return await self.store.query_events(
+            channel, after_cursor=after_cursor, limit=limit, kind=kind, values=False
         )
 
     # Subscriptions
@@ -552,7 +562,7 @@ class ChannelService:
         handle.paused = room <= 0
         if handle.paused:
             return []
-        events = await self.store.query_events(
+        events = await self._events_to_serve(
             current.channel,
             after_cursor=max(handle.position, current.cursor),
             limit=min(size, room),
@@ -586,7 +596,7 @@ class ChannelService:
             subscription.channel, subscription.cursor, limit=limit, kind=subscription.kind
         )
         if events is None:
-            events = await self.store.query_events(
+            events = await self._events_to_serve(
                 subscription.channel,
                 after_cursor=subscription.cursor,
                 limit=limit,

@@ -100,9 +100,21 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def query_events(
-        self, channel: str, *, after_cursor: int, limit: int, kind: str | None
+        self,
+        channel: str,
+        *,
+        after_cursor: int,
+        limit: int,
+        kind: str | None,
+        values: bool = True,
     ) -> list[Event]:
-        """Returns a channel's events after a cursor, in cursor order."""
+        """Returns a channel's events after a cursor, in cursor order.
+
+        `values=False` is for callers that serve events through their `wire`
+        form, which holds payload and metadata: an event that has it comes
+        without them (payload None, metadata empty), which reads less; one
+        stored without it comes whole.
+        """
 
     @abc.abstractmethod
     async def head_cursor(self) -> int:

@@ -56,6 +56,12 @@ _EVENT_COLUMNS = (
     "cursor, id, channel, timestamp_ns, source, kind, payload, schema, "
     "metadata, correlation_id, parent_ids, wire"
 )
+# The same columns, with payload and metadata only where there is no wire
+# form to hold them (NULL otherwise: the columns are NOT NULL, so NULL means
+# "left out"). Reading an event for serving skips two blobs and two objects.
+_LEAN_EVENT_COLUMNS = _EVENT_COLUMNS.replace(
+    "payload", "CASE WHEN wire IS NULL THEN payload END"
+).replace("metadata", "CASE WHEN wire IS NULL THEN metadata END")
 _INSERT_EVENT = (
     f"INSERT INTO events ({_EVENT_COLUMNS.removeprefix('cursor, ')})"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -310,17 +316,24 @@ class SQLiteStore(Store):
         return _event(rows[0])
 
     async def query_events(
-        self, channel: str, *, after_cursor: int, limit: int, kind: str | None
+        self,
+        channel: str,
+        *,
+        after_cursor: int,
+        limit: int,
+        kind: str | None,
+        values: bool = True,
     ) -> list[Event]:
+        columns = _EVENT_COLUMNS if values else _LEAN_EVENT_COLUMNS
         if kind is None:
             sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE channel = ? AND cursor > ?"
+                f"SELECT {columns} FROM events WHERE channel = ? AND cursor > ?"
                 " ORDER BY cursor LIMIT ?"
             )
             parameters: tuple[Any, ...] = (channel, after_cursor, limit)
         else:
             sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM events"
+                f"SELECT {columns} FROM events"
                 " WHERE channel = ? AND kind = ? AND cursor > ? ORDER BY cursor LIMIT ?"
             )
             parameters = (channel, kind, after_cursor, limit)
@@ -808,6 +821,15 @@ def _json_column(value: Any) -> str | bytes:
     return value.data if isinstance(value, Encoded) else _dumps(value)
 
 
+def _column_value(column: str | bytes | None, left_out: Any) -> Any:
+    """A payload or metadata column's value: a BLOB is the value in the wire
+    form the API received it in (schema 3), TEXT is JSON, and NULL means a
+    lean read left it out (`_LEAN_EVENT_COLUMNS`)."""
+    if column is None:
+        return left_out
+    return Encoded(column) if type(column) is bytes else json.loads(column)
+
+
 def _channel(row: sqlite3.Row) -> Channel:
     return Channel(
         name=row[0], schema=row[1], form=row[2], description=row[3], metadata=json.loads(row[4])
@@ -816,18 +838,16 @@ def _channel(row: sqlite3.Row) -> Channel:
 
 def _event(row: sqlite3.Row) -> Event:
     # Positional, in Event's field order: built for every event read, where
-    # keyword arguments and helper calls show. A BLOB payload or metadata is
-    # the value in the wire form the API received it in (schema version 3),
-    # TEXT is JSON. The store tests check each field.
+    # keyword arguments show. The store tests check each field.
     return Event(
         row[1],  # id
         row[2],  # channel
         row[3],  # timestamp_ns
         row[5],  # kind
-        Encoded(row[6]) if type(row[6]) is bytes else json.loads(row[6]),  # payload
+        _column_value(row[6], None),  # payload
         row[4],  # source
         row[7],  # schema
-        Encoded(row[8]) if type(row[8]) is bytes else json.loads(row[8]),  # metadata
+        _column_value(row[8], {}),  # metadata
         row[9],  # correlation_id
         () if row[10] == "[]" else tuple(json.loads(row[10])),  # parent_ids
         row[0],  # cursor
