@@ -54,19 +54,23 @@ class Bench:
                 await asyncio.sleep(0.1)
         raise RuntimeError("JetStream did not become available")
 
-    async def publish_window(self, subject: str, indexes: range) -> None:
-        """Publishes `indexes` all at once on the connection, then awaits every ack."""
-        await asyncio.gather(*(self.js.publish(subject, payload(index)) for index in indexes))
+    async def publish_window(self, subject: str, payloads: list[bytes]) -> None:
+        """Publishes `payloads` all at once on the connection, then awaits every ack."""
+        await asyncio.gather(*(self.js.publish(subject, data) for data in payloads))
+
+
+# As in grpc_load.py, payloads are built before the clock starts.
 
 
 async def append_sequential(bench: Bench) -> dict[str, Any]:
     subject = await bench.new_subject()
     count = bench.size(500)
+    payloads = [payload(index) for index in range(count)]
     latencies = []
     started = time.perf_counter()
-    for index in range(count):
+    for data in payloads:
         begin = time.perf_counter()
-        await bench.js.publish(subject, payload(index))
+        await bench.js.publish(subject, data)
         latencies.append(time.perf_counter() - begin)
     elapsed = time.perf_counter() - started
     return {"per_s": count / elapsed, "p50_ms": 1000 * statistics.median(latencies)}
@@ -76,11 +80,11 @@ async def append_concurrent(bench: Bench) -> dict[str, Any]:
     subject = await bench.new_subject()
     count = bench.size(3000)
     in_flight = 16
-    next_index = iter(range(count))
+    payloads = iter([payload(index) for index in range(count)])
 
     async def worker() -> None:
-        for index in next_index:
-            await bench.js.publish(subject, payload(index))
+        for data in payloads:
+            await bench.js.publish(subject, data)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
@@ -91,9 +95,10 @@ async def append_stream(bench: Bench) -> dict[str, Any]:
     """Pipelined publishing: windows of 256 publishes in flight, each window's acks awaited."""
     subject = await bench.new_subject()
     count = bench.size(20_000)
+    payloads = [payload(index) for index in range(count)]
     started = time.perf_counter()
     for start in range(0, count, STREAM_WINDOW):
-        await bench.publish_window(subject, range(start, min(count, start + STREAM_WINDOW)))
+        await bench.publish_window(subject, payloads[start : start + STREAM_WINDOW])
     return {"per_s": count / (time.perf_counter() - started), "window": STREAM_WINDOW}
 
 
@@ -106,8 +111,9 @@ async def pull_drain(bench: Bench) -> dict[str, Any]:
     count = bench.size(100_000)
     per_fetch = 1000
     subject = await bench.new_subject()
-    for start in range(0, count, FILL_WINDOW):  # the backlog, not timed
-        await bench.publish_window(subject, range(start, min(count, start + FILL_WINDOW)))
+    backlog = [payload(index) for index in range(count)]
+    for start in range(0, count, FILL_WINDOW):  # not timed
+        await bench.publish_window(subject, backlog[start : start + FILL_WINDOW])
     consumer = await bench.js.pull_subscribe(
         subject, durable="drain", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
     )

@@ -49,6 +49,17 @@ def _times(results: Results, workload: str, other: str, floor: float) -> tuple[s
     return f"{times:.2f}x ({ours:,.0f} vs {theirs:,.0f} events/s)", times >= floor
 
 
+def _ahead_of(
+    results: Results, workload: str, other: str, other_workload: str
+) -> tuple[str, bool | None]:
+    """Ours on one workload against another system on its counterpart."""
+    ours = _get(results, "ours", workload, "per_s")
+    theirs = _get(results, other, other_workload, "per_s")
+    if not ours or not theirs:
+        return "not measured", None
+    return f"{ours / theirs:.2f}x ({ours:,.0f} vs {theirs:,.0f} events/s)", ours > theirs
+
+
 def _p99(results: Results) -> tuple[str, bool | None]:
     value = _get(results, "ours", "live_latency", "p99_ms")
     if value is None:
@@ -88,6 +99,10 @@ TARGETS: list[tuple[str, Callable[[Results], tuple[str, bool | None]]]] = [
     (
         "AppendEventStream ≥ 20,000 events/s",
         lambda r: _at_least(r, "append_stream", "per_s", 20_000, "events/s"),
+    ),
+    (
+        "AppendEventStream ahead of JetStream's 16 concurrent publishes",
+        lambda r: _ahead_of(r, "append_stream", "jetstream", "append_concurrent_16"),
     ),
     (
         "pull drain ≥ 100,000 events/s",

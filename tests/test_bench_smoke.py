@@ -1,0 +1,88 @@
+"""A tiny run of the benchmark code against real servers, so `make bench` cannot rot unseen.
+
+It measures nothing worth reading (every size is scaled to a handful of
+events); it checks that every workload runs against our server and the no-op
+ceiling, answers in the shape the report reads, and that the report renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sssn_server.app import SSSNServer
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+SCALE = "0.005"
+
+
+@pytest.fixture(scope="module")
+def bench_modules() -> Any:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import report
+        import run
+
+        yield run, report
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+async def _load(*arguments: str) -> dict[str, dict[str, float]]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(BENCH / "grpc_load.py"),
+        *arguments,
+        "--scale",
+        SCALE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    results = {}
+    for line in out.decode().splitlines():
+        record = json.loads(line)
+        results[record.pop("workload")] = record
+    return results
+
+
+async def _noop_server() -> tuple[asyncio.subprocess.Process, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(BENCH / "noop_server.py"), stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    assert "listening on" in line, line
+    return process, line.split()[-1]
+
+
+async def test_every_workload_runs_and_the_report_renders(
+    server: SSSNServer, bench_modules: Any
+) -> None:
+    run, report = bench_modules
+    ours = await _load(server.address, *run.OURS, "--server-pid", str(os.getpid()))
+    assert set(ours) == set(run.OURS)
+    assert ours["pull_drain"]["events"] == 500  # 100,000 scaled
+    assert ours["live_latency"]["samples"] > 0 and ours["idle_streams_rss"]["streams"] == 5
+    noop, address = await _noop_server()
+    try:
+        ceiling = await _load(address, *run.NOOP, "--noop")
+    finally:
+        noop.terminate()
+        await noop.wait()
+    assert set(ceiling) == set(run.NOOP)
+    results = {"ours": ours, "noop": ceiling}
+    table = run.table(results)
+    assert table.count("\n") == len(run.ROWS) + 1
+    rows = report.targets(results)
+    assert len(rows) == len(report.TARGETS)
+    # Without the reference and JetStream their targets cannot be judged.
+    assert {status for name, _, status in rows if "reference" in name} == {"n/a"}
+    assert all(status in {"met", "missed", "n/a"} for _, _, status in rows)
