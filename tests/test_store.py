@@ -170,6 +170,28 @@ async def test_every_field_of_an_event_reads_back_as_stored(store: Store) -> Non
         )
 
 
+async def test_a_batch_of_new_events_and_one_that_is_not_are_stored_alike(store: Store) -> None:
+    """A batch of new events is inserted in one optimistic statement; one
+    retry, clash or missing channel undoes it and every event is checked.
+    Either way each event gets what it would alone, and cursors stay dense."""
+    fresh = await store.append_each([new_event(index) for index in range(5)])
+    assert [event.cursor for event in fresh] == [1, 2, 3, 4, 5]  # type: ignore[union-attr]
+    mixed = await store.append_each(
+        [
+            new_event(10),
+            new_event(2),  # a retry: answered with the stored event
+            Event(id="g", channel="ghost", timestamp_ns=1),
+            new_event(11),
+        ]
+    )
+    assert isinstance(mixed[2], ChannelNotFoundError)
+    assert mixed[1] == fresh[2]
+    assert [mixed[0].cursor, mixed[3].cursor] == [6, 7]  # type: ignore[union-attr]
+    stored = await store.query_events("events", after_cursor=0, limit=100, kind=None)
+    assert [event.id for event in stored] == ["e0", "e1", "e2", "e3", "e4", "e10", "e11"]
+    assert [event.cursor for event in stored] == list(range(1, 8))
+
+
 async def test_a_lean_read_leaves_out_only_what_the_wire_form_holds(store: Store) -> None:
     with_wire = new_event(1, metadata={"m": 1}, wire=b"the whole event")
     without = new_event(2, metadata={"m": 2})  # as stored before schema 3

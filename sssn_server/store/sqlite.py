@@ -650,6 +650,9 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
             if atomic:
                 raise
             return _Appended([error], [])
+    fast = _append_new(db, events)
+    if fast is not None:
+        return fast
     ids = list(dict.fromkeys(event.id for event in events))
     known: dict[str, str] = dict(_select_in(db, "SELECT id, channel FROM events WHERE id IN", ids))
     channels = {
@@ -697,6 +700,38 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
     return _Appended(
         [stored[result] if isinstance(result, str) else result for result in results], fresh
     )
+
+
+def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | None:
+    """The common case of a batch, in one statement: every event new, in a
+    channel that exists, naming no parents. Each id is checked by the unique
+    index as it is inserted rather than looked up first; if any event is not
+    the common case (a retry, a clash, a repeated id, a missing channel), the
+    statement is undone and None returned, and `_append` checks each event.
+    """
+    if any(event.parent_ids for event in events):
+        return None
+    db.execute("SAVEPOINT new_events")
+    before = db.total_changes
+    try:
+        db.executemany(f"{_INSERT_EVENT} ON CONFLICT(id) DO NOTHING", map(_event_row, events))
+    except sqlite3.IntegrityError:  # the channel's foreign key
+        inserted = -1
+    else:
+        inserted = db.total_changes - before
+    if inserted != len(events):  # an id was there already: not the common case
+        db.execute("ROLLBACK TO new_events")
+        db.execute("RELEASE new_events")
+        return None
+    db.execute("RELEASE new_events")
+    last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+    # One statement inserted every row, in order, and AUTOINCREMENT gave each
+    # the next cursor (this connection is the only writer): consecutive.
+    fresh = [
+        _with_cursor(event, cursor)
+        for event, cursor in zip(events, range(last - len(events) + 1, last + 1), strict=True)
+    ]
+    return _Appended(list(fresh), fresh)
 
 
 def _append_together(db: sqlite3.Connection, batches: list[Sequence[Event]]) -> list[_Appended]:
