@@ -13,6 +13,7 @@ import grpc
 from sssn_proto.v1 import event_pb2
 from sssn_proto.v1 import store_service_pb2 as pb
 from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
+from sssn_server.loops import EVENT_LOOPS, default_event_loop, loop_factory
 
 
 class NoopServicer(pb_grpc.StoreServiceServicer):
@@ -61,17 +62,24 @@ def _metadata_dict(context: Any) -> dict[str, str]:
     return {key: value for key, value in context.invocation_metadata()}
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
+async def serve(port: int) -> None:
     server = grpc.aio.server()
     pb_grpc.add_StoreServiceServicer_to_server(NoopServicer(), server)
-    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print(f"noop listening on 127.0.0.1:{port}", flush=True)
     await server.wait_for_termination()
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    # The same event loop as our server's, so the ceiling is of the same stack.
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default=default_event_loop())
+    args = parser.parse_args()
+    with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
+        runner.run(serve(args.port))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .app import serve
 from .config import DURABILITY_LEVELS, ServerConfig
+from .loops import EVENT_LOOPS, default_event_loop, loop_factory
 
 _DEFAULTS = ServerConfig()
 
@@ -69,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
             "full: every acknowledged write survives power loss; normal: faster, "
             "survives a killed process but may lose the last writes on power loss "
             "[SSSN_DURABILITY] (default: full)"
+        ),
+    )
+    loop = default_event_loop()
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=_env("EVENT_LOOP", loop),
+        help=(
+            "asyncio event loop implementation; uvloop is faster and is the default "
+            f"where installed [SSSN_EVENT_LOOP] (default here: {loop})"
         ),
     )
     parser.add_argument(
@@ -253,7 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.access_log:
         _configure_access_log()
     try:
-        asyncio.run(serve(config))
+        factory = loop_factory(args.event_loop)
+    except ImportError:
+        print("sssn-server: --event-loop uvloop needs the uvloop package", file=sys.stderr)
+        return 2
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(config))
     except FileNotFoundError as exc:  # --read-only on a missing store
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2

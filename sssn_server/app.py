@@ -217,6 +217,7 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
+    log.info("event loop: %s.%s", type(loop).__module__, type(loop).__name__)
     server = SSSNServer(config)
     await server.start()
     mode = " read-only" if config.read_only else ""

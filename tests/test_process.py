@@ -53,10 +53,42 @@ def test_help_documents_every_flag_and_its_variable(entry_point) -> None:
         [*ENTRY_POINTS[entry_point], "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
-    for flag in ["--store", "--host", "--port", "--read-only", "--durability", "--grace"]:
+    for flag in [
+        "--store",
+        "--host",
+        "--port",
+        "--read-only",
+        "--durability",
+        "--event-loop",
+        "--grace",
+    ]:
         assert flag in result.stdout
-    for variable in ["SSSN_STORE", "SSSN_HOST", "SSSN_PORT", "SSSN_DURABILITY"]:
+    for variable in ["SSSN_STORE", "SSSN_HOST", "SSSN_PORT", "SSSN_DURABILITY", "SSSN_EVENT_LOOP"]:
         assert variable in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("choice", "loop_class"),
+    [("uvloop", "uvloop.Loop"), ("asyncio", "asyncio.unix_events._UnixSelectorEventLoop")],
+)
+def test_serves_on_the_event_loop_asked_for(running, choice: str, loop_class: str) -> None:
+    server = running("--event-loop", choice, "--log-level", "info")
+    connection, stub = connect(server)
+    with connection:
+        stub.CreateChannel(
+            pb.CreateChannelRequest(channel=channel_pb2.Channel(name="c")), timeout=DEADLINE
+        )
+        stored = stub.AppendEvent(pb.AppendEventRequest(event=event("c", 1)), timeout=DEADLINE)
+    assert stored.event.cursor == 1
+    code, _, errors = server.stop()
+    assert code == 0
+    assert f"event loop: {loop_class}" in errors
+
+
+def test_uvloop_is_the_default_where_installed() -> None:
+    from sssn_server.__main__ import build_parser
+
+    assert build_parser().parse_args([]).event_loop == "uvloop"
 
 
 def test_settings_come_from_the_environment(tmp_path: Path) -> None:
