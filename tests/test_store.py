@@ -192,6 +192,17 @@ async def test_a_batch_of_new_events_and_one_that_is_not_are_stored_alike(store:
     assert [event.cursor for event in stored] == list(range(1, 8))
 
 
+async def test_a_batch_larger_than_one_statement_holds_is_stored_in_order(store: Store) -> None:
+    # More rows than one multi-row INSERT binds (sqlite: _ROWS_PER_INSERT).
+    count = 2 * sqlite_store._ROWS_PER_INSERT + 7
+    stored = await store.append_events([new_event(index) for index in range(count)])
+    assert [event.cursor for event in stored] == list(range(1, count + 1))
+    queried = await store.query_events("events", after_cursor=0, limit=count, kind=None)
+    assert [(event.id, event.cursor) for event in queried] == [
+        (f"e{index}", index + 1) for index in range(count)
+    ]
+
+
 async def test_a_lean_read_leaves_out_only_what_the_wire_form_holds(store: Store) -> None:
     with_wire = new_event(1, metadata={"m": 1}, wire=b"the whole event")
     without = new_event(2, metadata={"m": 2})  # as stored before schema 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -702,9 +703,24 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
     )
 
 
+# Rows per multi-row INSERT: within the bound variables allowed per statement.
+_EVENT_ROW_VARIABLES = _INSERT_EVENT.count("?")
+_ROWS_PER_INSERT = _MAX_VARIABLES // _EVENT_ROW_VARIABLES
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_rows(count: int) -> str:
+    """One INSERT of `count` events. One statement is one step of SQLite's,
+    where `executemany` takes one per row; each step releases the GIL and
+    must take it back from a busy event loop, which costs more than the row."""
+    row = "(" + ", ".join("?" * _EVENT_ROW_VARIABLES) + ")"
+    head = _INSERT_EVENT.split(" VALUES ")[0]
+    return f"{head} VALUES {', '.join([row] * count)} ON CONFLICT(id) DO NOTHING"
+
+
 def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | None:
-    """The common case of a batch, in one statement: every event new, in a
-    channel that exists, naming no parents. Each id is checked by the unique
+    """The common case of a batch, in one multi-row INSERT (each of up to `_ROWS_PER_INSERT`):
+    every event new, in a channel that exists, naming no parents. Each id is checked by the unique
     index as it is inserted rather than looked up first; if any event is not
     the common case (a retry, a clash, a repeated id, a missing channel), the
     statement is undone and None returned, and `_append` checks each event.
@@ -714,7 +730,9 @@ def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | 
     db.execute("SAVEPOINT new_events")
     before = db.total_changes
     try:
-        db.executemany(f"{_INSERT_EVENT} ON CONFLICT(id) DO NOTHING", map(_event_row, events))
+        for start in range(0, len(events), _ROWS_PER_INSERT):
+            chunk = events[start : start + _ROWS_PER_INSERT]
+            db.execute(_insert_rows(len(chunk)), [v for e in chunk for v in _event_row(e)])
     except sqlite3.IntegrityError:  # the channel's foreign key
         inserted = -1
     else:
