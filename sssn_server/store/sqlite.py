@@ -719,11 +719,12 @@ def _insert_rows(count: int) -> str:
 
 
 def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | None:
-    """The common case of a batch, in one multi-row INSERT (each of up to `_ROWS_PER_INSERT`):
-    every event new, in a channel that exists, naming no parents. Each id is checked by the unique
-    index as it is inserted rather than looked up first; if any event is not
-    the common case (a retry, a clash, a repeated id, a missing channel), the
-    statement is undone and None returned, and `_append` checks each event.
+    """The common case of a batch, in one multi-row INSERT per
+    `_ROWS_PER_INSERT` events: every event new, in a channel that exists,
+    naming no parents. Each id is checked by the unique index as it is
+    inserted rather than looked up first; if any event is not the common
+    case (a retry, a clash, a repeated id, a missing channel), the statement
+    is undone and None returned, and `_append` checks each event.
     """
     if any(event.parent_ids for event in events):
         return None
