@@ -25,6 +25,8 @@ from typing import Any
 
 import report
 
+from sssn_server.loops import default_event_loop
+
 HERE = Path(__file__).resolve().parent
 REFERENCE_VENV = HERE / ".venv-ref"
 REFERENCE_PACKAGES = ["sssn[server]==0.1.1", "httpx>=0.27"]
@@ -364,6 +366,14 @@ def _venv_version(python: Path | None, package: str) -> str | None:
     )
 
 
+def _event_loop() -> str:
+    """The loop our server and the no-op ceiling run on (their default here)."""
+    loop = default_event_loop()
+    if loop == "uvloop":
+        return f"uvloop {importlib.metadata.version('uvloop')}"
+    return loop
+
+
 def environment(
     reference: Path | None, nats_server: str | None, nats_python: Path | None
 ) -> dict[str, Any]:
@@ -387,6 +397,7 @@ def environment(
             "protobuf": importlib.metadata.version("protobuf"),
             "aiosqlite": importlib.metadata.version("aiosqlite"),
             "sqlite": sqlite3.sqlite_version,
+            "event loop": _event_loop(),
             "reference sssn": _venv_version(reference, "sssn"),
             "nats-server": server_version.removeprefix("nats-server: ") if server_version else None,
             "nats-py": _venv_version(nats_python, "nats-py"),
