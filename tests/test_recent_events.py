@@ -57,6 +57,21 @@ def test_a_byte_budget_bounds_a_channel_even_for_one_huge_event() -> None:
     assert recent.after("a", 5, limit=10, kind=None) is None
 
 
+def test_a_commit_interleaving_channels_keeps_each_in_order_and_bounded() -> None:
+    recent = RecentEvents(events_per_channel=4, bytes_per_channel=10_000)
+    recent.add(
+        _events("a", range(1, 4))
+        + _events("b", range(4, 6))
+        + _events("a", range(6, 9))
+        + _events("b", range(9, 10))
+    )
+    # "a" got 6 events in two runs and keeps its newest 4; the floor is the
+    # last one dropped (2), so reads after cursor 2 or later come from memory.
+    assert [e.cursor for e in recent.after("a", 2, limit=10, kind=None) or []] == [3, 6, 7, 8]
+    assert recent.after("a", 1, limit=10, kind=None) is None
+    assert [e.cursor for e in recent.after("b", 0, limit=10, kind=None) or []] == [4, 5, 9]
+
+
 def test_least_recently_written_channels_are_forgotten() -> None:
     recent = RecentEvents(channels=2)
     recent.add(_events("a", range(1, 2)))

@@ -32,16 +32,24 @@ class _Tail:
     def __len__(self) -> int:
         return len(self.events) - self.start
 
-    def append(self, event: Event) -> None:
-        self.cursors.append(event.cursor)
-        self.events.append(event)
-        self.bytes += _size(event)
+    def extend(self, events: Sequence[Event]) -> None:
+        self.cursors.extend([event.cursor for event in events])
+        self.events.extend(events)
+        self.bytes += sum(map(_size, events))
 
-    def drop_oldest(self) -> None:
-        oldest = self.events[self.start]
-        self.floor = oldest.cursor
-        self.bytes -= _size(oldest)
-        self.start += 1
+    def trim(self, max_events: int, max_bytes: int) -> None:
+        """Drops the oldest events until both bounds hold (a lone event may
+        exceed `max_bytes`: it is dropped too, leaving the tail empty)."""
+        drop = max(0, len(self) - max_events)
+        end = self.start + drop
+        self.bytes -= sum(map(_size, self.events[self.start : end]))
+        while self.bytes > max_bytes and end < len(self.events):
+            self.bytes -= _size(self.events[end])
+            end += 1
+        if end == self.start:
+            return
+        self.floor = self.events[end - 1].cursor
+        self.start = end
         if self.start > len(self.events) // 2:  # amortized: lists shift rarely
             del self.events[: self.start]
             del self.cursors[: self.start]
@@ -77,19 +85,24 @@ class RecentEvents:
         if not events:
             return
         floor = events[0].cursor - 1
-        for event in events:
-            tail = self._tails.get(event.channel)
+        # A commit mostly holds runs of one channel's events: each run is
+        # added, and its tail trimmed, at once.
+        start = 0
+        while start < len(events):
+            channel = events[start].channel
+            end = start + 1
+            while end < len(events) and events[end].channel == channel:
+                end += 1
+            tail = self._tails.get(channel)
             if tail is None:
-                tail = self._tails[event.channel] = _Tail(floor)
+                tail = self._tails[channel] = _Tail(floor)
                 if len(self._tails) > self._max_channels:
                     self._tails.popitem(last=False)
             else:
-                self._tails.move_to_end(event.channel)
-            tail.append(event)
-            while len(tail) > self._events_per_channel or (
-                tail.bytes > self._bytes_per_channel and len(tail)
-            ):
-                tail.drop_oldest()
+                self._tails.move_to_end(channel)
+            tail.extend(events[start:end])
+            tail.trim(self._events_per_channel, self._bytes_per_channel)
+            start = end
 
     def after(
         self, channel: str, cursor: int, *, limit: int, kind: str | None
