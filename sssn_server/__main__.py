@@ -241,8 +241,22 @@ def _configure_access_log() -> None:
     access.propagate = False
 
 
+# Flags with a fixed set of values, by destination: argparse checks what is
+# typed, not a default taken from the environment, so those are checked here.
+_CHOICES = {
+    "durability": ("DURABILITY", DURABILITY_LEVELS),
+    "event_loop": ("EVENT_LOOP", EVENT_LOOPS),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for dest, (variable, choices) in _CHOICES.items():
+        if getattr(args, dest) not in choices:
+            parser.error(
+                f"SSSN_{variable}={getattr(args, dest)!r}: choose from {', '.join(choices)}"
+            )
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -265,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_access_log()
     try:
         factory = loop_factory(args.event_loop)
-    except ImportError:
+    except ImportError:  # asked for by name where uvloop is not installed
         print("sssn-server: --event-loop uvloop needs the uvloop package", file=sys.stderr)
         return 2
     try:

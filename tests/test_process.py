@@ -85,6 +85,23 @@ def test_serves_on_the_event_loop_asked_for(running, choice: str, loop_class: st
     assert f"event loop: {loop_class}" in errors
 
 
+@pytest.mark.parametrize("variable", ["SSSN_DURABILITY", "SSSN_EVENT_LOOP"])
+def test_a_bad_choice_from_the_environment_is_refused_clearly(
+    tmp_path: Path, variable: str
+) -> None:
+    result = subprocess.run(
+        [*ENTRY_POINTS["module"], "--store", str(tmp_path / "store"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, variable: "bogus"},
+    )
+    assert result.returncode == 2
+    assert f"{variable}='bogus': choose from" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
 def test_uvloop_is_the_default_where_installed() -> None:
     from sssn_server.__main__ import build_parser
 
