@@ -730,10 +730,12 @@ def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | 
         return None
     db.execute("SAVEPOINT new_events")
     before = db.total_changes
+    last = 0
     try:
         for start in range(0, len(events), _ROWS_PER_INSERT):
             chunk = events[start : start + _ROWS_PER_INSERT]
-            db.execute(_insert_rows(len(chunk)), [v for e in chunk for v in _event_row(e)])
+            rows = [v for e in chunk for v in _event_row(e)]
+            last = db.execute(_insert_rows(len(chunk)), rows).lastrowid or 0
     except sqlite3.IntegrityError:  # the channel's foreign key
         inserted = -1
     else:
@@ -743,9 +745,9 @@ def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | 
         db.execute("RELEASE new_events")
         return None
     db.execute("RELEASE new_events")
-    last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
-    # One statement inserted every row, in order, and AUTOINCREMENT gave each
-    # the next cursor (this connection is the only writer): consecutive.
+    # The statements inserted every row, in order, and AUTOINCREMENT gave each
+    # the next cursor (this connection is the only writer): consecutive, up
+    # to the last row's (read from the cursor object, not with a statement).
     fresh = [
         _with_cursor(event, cursor)
         for event, cursor in zip(events, range(last - len(events) + 1, last + 1), strict=True)
