@@ -203,6 +203,12 @@ async def test_a_batch_larger_than_one_statement_holds_is_stored_in_order(store:
     ]
 
 
+async def test_an_empty_batch_stores_nothing_and_answers_empty(store: Store) -> None:
+    assert await store.append_events([]) == []
+    assert await store.append_each([]) == []
+    assert await store.query_events("events", after_cursor=0, limit=5, kind=None) == []
+
+
 async def test_a_lean_read_leaves_out_only_what_the_wire_form_holds(store: Store) -> None:
     with_wire = new_event(1, metadata={"m": 1}, wire=b"the whole event")
     without = new_event(2, metadata={"m": 2})  # as stored before schema 3
