@@ -680,17 +680,9 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
             known[event.id] = event.channel  # parents may name it from here on
             fresh.append(event)
         results.append(event.id)
-    rows = [_event_row(event) for event in fresh]
-    cursors: Sequence[int] = ()
-    if len(rows) == 1:
-        cursors = db.execute(f"{_INSERT_EVENT} RETURNING cursor", rows[0]).fetchone()
-    elif rows:
-        db.executemany(_INSERT_EVENT, rows)
-        last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
-        # One statement inserts its rows in order and AUTOINCREMENT gives each
-        # the next cursor (this connection is the only writer): consecutive.
-        cursors = range(last - len(rows) + 1, last + 1)
-    fresh = [_with_cursor(event, cursor) for event, cursor in zip(fresh, cursors, strict=True)]
+    inserted, last = _insert(db, fresh)  # all checked new: every row goes in
+    assert inserted == len(fresh), (inserted, len(fresh))
+    fresh = _with_cursors(fresh, last)
     stored = {event.id: event for event in fresh}
     # Retries are answered with the event as first stored, not as re-sent.
     retried = [r for r in dict.fromkeys(results) if isinstance(r, str) and r not in stored]
@@ -710,49 +702,57 @@ _ROWS_PER_INSERT = _MAX_VARIABLES // _EVENT_ROW_VARIABLES
 
 @functools.lru_cache(maxsize=64)
 def _insert_rows(count: int) -> str:
-    """One INSERT of `count` events. One statement is one step of SQLite's,
-    where `executemany` takes one per row; each step releases the GIL and
-    must take it back from a busy event loop, which costs more than the row."""
+    """One INSERT of `count` events that skips ids already stored. One
+    statement is one step of SQLite's, where `executemany` takes one per
+    row; each step releases the GIL and must take it back from a busy event
+    loop, which costs more than the row."""
     row = "(" + ", ".join("?" * _EVENT_ROW_VARIABLES) + ")"
     head = _INSERT_EVENT.split(" VALUES ")[0]
     return f"{head} VALUES {', '.join([row] * count)} ON CONFLICT(id) DO NOTHING"
 
 
 def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | None:
-    """The common case of a batch, in one multi-row INSERT per
-    `_ROWS_PER_INSERT` events: every event new, in a channel that exists,
+    """The common case of a batch: every event new, in a channel that exists,
     naming no parents. Each id is checked by the unique index as it is
     inserted rather than looked up first; if any event is not the common
-    case (a retry, a clash, a repeated id, a missing channel), the statement
-    is undone and None returned, and `_append` checks each event.
+    case (a retry, a clash, a repeated id, a missing channel), the insert is
+    undone and None returned, and `_append` checks each event.
     """
     if any(event.parent_ids for event in events):
         return None
     db.execute("SAVEPOINT new_events")
-    before = db.total_changes
-    last = 0
     try:
-        for start in range(0, len(events), _ROWS_PER_INSERT):
-            chunk = events[start : start + _ROWS_PER_INSERT]
-            rows = [v for e in chunk for v in _event_row(e)]
-            last = db.execute(_insert_rows(len(chunk)), rows).lastrowid or 0
+        inserted, last = _insert(db, events)
     except sqlite3.IntegrityError:  # the channel's foreign key
         inserted = -1
-    else:
-        inserted = db.total_changes - before
     if inserted != len(events):  # an id was there already: not the common case
         db.execute("ROLLBACK TO new_events")
         db.execute("RELEASE new_events")
         return None
     db.execute("RELEASE new_events")
-    # The statements inserted every row, in order, and AUTOINCREMENT gave each
-    # the next cursor (this connection is the only writer): consecutive, up
-    # to the last row's (read from the cursor object, not with a statement).
-    fresh = [
-        _with_cursor(event, cursor)
-        for event, cursor in zip(events, range(last - len(events) + 1, last + 1), strict=True)
-    ]
+    fresh = _with_cursors(events, last)
     return _Appended(list(fresh), fresh)
+
+
+def _insert(db: sqlite3.Connection, events: Sequence[Event]) -> tuple[int, int]:
+    """Inserts events in order, skipping an id already stored; returns how
+    many rows went in and the last one's cursor (read from the cursor
+    object, not with another statement)."""
+    before = db.total_changes
+    last = 0
+    for start in range(0, len(events), _ROWS_PER_INSERT):
+        chunk = events[start : start + _ROWS_PER_INSERT]
+        rows = [value for event in chunk for value in _event_row(event)]
+        last = db.execute(_insert_rows(len(chunk)), rows).lastrowid or 0
+    return db.total_changes - before, last
+
+
+def _with_cursors(events: Sequence[Event], last: int) -> list[Event]:
+    """The events just inserted in one go, with their cursors: AUTOINCREMENT
+    gave each row the next one, in order (this connection is the only
+    writer), so they are consecutive up to `last`."""
+    first = last - len(events) + 1
+    return [_with_cursor(event, first + index) for index, event in enumerate(events)]
 
 
 def _append_together(db: sqlite3.Connection, batches: list[Sequence[Event]]) -> list[_Appended]:
