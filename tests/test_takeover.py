@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
+import pytest
 
 from .helpers import failure
 from .streams import MANUAL, open_stream, stream_error
@@ -94,3 +97,40 @@ async def test_takeover_does_not_wait_for_a_stream_stuck_sending(
     finally:
         new.cancel()
         stuck.cancel()
+
+
+async def test_a_stream_ended_between_sends_starts_no_further_send() -> None:
+    # A takeover that lands while the old stream reads its next batch finds
+    # no send to cancel; the send must then not begin at all, or it could
+    # block on a reader that has gone.
+    from sssn_server.domain.errors import SubscriptionTakenOverError
+    from sssn_server.domain.streams import StreamHandle
+
+    handle = StreamHandle("w", MANUAL, 0)
+    handle.end(SubscriptionTakenOverError("w"))
+    began = False
+    with pytest.raises(SubscriptionTakenOverError), handle.sending_to_reader():
+        began = True
+    assert not began and not handle.sending
+
+
+async def test_ending_a_stream_mid_send_cancels_the_send() -> None:
+    from sssn_server.domain.errors import SubscriptionTakenOverError
+    from sssn_server.domain.streams import StreamHandle
+
+    handle_ready = asyncio.Event()
+    handles: list[StreamHandle] = []
+
+    async def stuck_sender() -> None:
+        handles.append(StreamHandle("w", MANUAL, 0))
+        with handles[0].sending_to_reader():
+            handle_ready.set()
+            await asyncio.Event().wait()  # a transport that never takes the message
+
+    task = asyncio.ensure_future(stuck_sender())
+    await handle_ready.wait()
+    assert handles[0].sending
+    handles[0].end(SubscriptionTakenOverError("w"))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not handles[0].sending

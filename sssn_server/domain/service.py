@@ -508,26 +508,19 @@ class ChannelService:
                 assert handle is not None
                 events = await self._next_manual_batch(handle, size, window)
                 if events:
-                    handle.sending = True
-                    try:
+                    with handle.sending_to_reader():
                         yield Delivery(events, await self._head_after(events))
-                    finally:
-                        handle.sending = False
             else:
                 async with turn:
                     seeks = self._seeks.get(subscription_id, 0)
                     current = await self._position(turn, subscription_id)
                     events = await self._events_after(current, size)
                     if events:
-                        self._note_delivered(subscription_id, events[-1].cursor)
-                        if handle is not None:
-                            handle.delivered([events[-1].cursor])
-                            handle.sending = True
-                        try:
-                            yield Delivery(events, await self._head_after(events))
-                        finally:
+                        with _sending(handle):
+                            self._note_delivered(subscription_id, events[-1].cursor)
                             if handle is not None:
-                                handle.sending = False
+                                handle.delivered([events[-1].cursor])
+                            yield Delivery(events, await self._head_after(events))
                         # The batch was sent: record that even if the stream is
                         # cancelled now, and before the next reader takes its
                         # turn; a seek meanwhile decides the position instead.
@@ -545,14 +538,9 @@ class ChannelService:
                 others = () if handle is None else (handle.wake,)
                 timeout = heartbeat - (loop.time() - last_sent)
                 woken = timeout > 0 and await self._notifier.wait(wakeup, *others, timeout=timeout)
-                if not woken and not self._closing and (handle is None or handle.error is None):
-                    if handle is not None:
-                        handle.sending = True
-                    try:
+                if not woken and not self._closing:
+                    with _sending(handle):
                         yield Delivery([], await self._head_cursor())
-                    finally:
-                        if handle is not None:
-                            handle.sending = False
                     last_sent = loop.time()
 
     async def _next_manual_batch(self, handle: StreamHandle, size: int, window: int) -> list[Event]:
@@ -725,6 +713,11 @@ class _Turn:
         """Waits until the moves recorded so far are stored."""
         if self.writer is not None:
             await asyncio.shield(self.writer)
+
+
+def _sending(handle: StreamHandle | None) -> contextlib.AbstractContextManager[None]:
+    """A send on a stream that may own its subscription (see `StreamHandle.sending_to_reader`)."""
+    return contextlib.nullcontext() if handle is None else handle.sending_to_reader()
 
 
 def _subscription_gone(subscription_id: str) -> SubscriptionNotFoundError:

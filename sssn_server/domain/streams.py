@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import SSSNError
@@ -58,6 +60,21 @@ class StreamHandle:
         """Raises the error that ended this stream's ownership, if any."""
         if self.error is not None:
             raise self.error
+
+    @contextmanager
+    def sending_to_reader(self) -> Iterator[None]:
+        """Marks a message as being handed to the transport, so `end` can cut it short.
+
+        Refuses to begin once the stream has ended: an `end` that landed while
+        the batch was being read found nothing to cancel, and a send begun
+        after it could block on a reader that is gone.
+        """
+        self.check()
+        self.sending = True
+        try:
+            yield
+        finally:
+            self.sending = False
 
     def delivered(self, cursors: list[int]) -> None:
         self.position = cursors[-1]
