@@ -126,3 +126,116 @@ async def test_a_version_2_store_with_json_rows_serves_old_and_new_events_alike(
     assert old.timestamp.ToNanoseconds() == 1_000_000_000
     assert new.cursor == 2 and list(new.parent_ids) == ["e1"]
     assert json_format.MessageToDict(new.payload) == {"n": 2}
+
+
+def _received_events() -> list[event_pb2.Event]:
+    """Messages as clients send them, one per way the rules complete an event."""
+    from google.protobuf import timestamp_pb2
+
+    base = {"channel": "c", "payload": value({"text": "hello", "n": 1})}
+    with_unknown = event_pb2.Event(**base)
+    with_unknown.MergeFromString(b"\xf8\x06\x07")  # field 111, a varint: unknown here
+    return [
+        event_pb2.Event(**base),
+        event_pb2.Event(channel="c"),  # no payload: served as null
+        event_pb2.Event(channel="c", payload=struct_pb2.Value()),  # an empty Value, also null
+        event_pb2.Event(**base, id="mine", kind="k", cursor=99),  # a cursor is never kept
+        event_pb2.Event(**base, timestamp=timestamp_pb2.Timestamp(seconds=-5, nanos=7)),
+        event_pb2.Event(**base, timestamp=timestamp_pb2.Timestamp(seconds=5, nanos=-1)),
+        event_pb2.Event(**base, timestamp=timestamp_pb2.Timestamp()),  # zero: the server's time
+        event_pb2.Event(
+            **base,
+            source="s",
+            schema="v1",
+            correlation_id="x",
+            parent_ids=["a", "b"],
+            metadata=struct({"k": [1, "two"]}),
+        ),
+        event_pb2.Event(**{**base, "payload": value({"inner": [{"a": None}, []]})}),
+        with_unknown,
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_received_events())))
+def test_completing_the_received_message_encodes_what_a_new_message_would(index: int) -> None:
+    # The encoder's fast path sets the missing fields on the request's own
+    # message; the slow path builds a message from the domain event. A
+    # difference would be served to every reader of that event.
+    from sssn_server.api._convert import encode_event, event_from_proto
+    from sssn_server.domain.service import _prepare_events
+
+    received = event_from_proto(_received_events()[index])
+    assert received.origin is not None
+    (prepared,) = _prepare_events([received], "event", None)
+    assert encode_event(prepared, received) == encode_event(prepared)
+    assert event_pb2.Event.FromString(encode_event(prepared)).id == prepared.id
+
+
+def test_a_payload_that_must_be_normalized_is_encoded_anew() -> None:
+    from sssn_server.api._convert import event_from_proto
+
+    payload = struct_pb2.Value()
+    payload.list_value.values.add()  # an empty Value inside a list: served as null
+    received = event_from_proto(event_pb2.Event(channel="c", payload=payload))
+    assert received.origin is None
+
+
+# Instants are kept as signed 64-bit nanoseconds: 1677-09-21 to 2262-04-11.
+EARLIEST = (-9_223_372_037, 145_224_192)
+LATEST = (9_223_372_036, 854_775_807)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"), [(LATEST[0], LATEST[1] + 1), (EARLIEST[0], EARLIEST[1] - 1), (10**15, 0)]
+)
+async def test_a_timestamp_beyond_64_bit_nanoseconds_is_invalid_and_nothing_is_stored(
+    stub, make_channel, seconds: int, nanos: int
+) -> None:
+    from google.protobuf import timestamp_pb2
+
+    from sssn_proto.v1 import snapshot_pb2
+
+    channel = await make_channel()
+    stamp = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+    calls = [
+        (
+            stub.AppendEvent(
+                pb.AppendEventRequest(event=event_pb2.Event(channel=channel, timestamp=stamp)),
+                timeout=DEADLINE,
+            ),
+            "event.timestamp",
+        ),
+        (
+            stub.PutSnapshot(
+                pb.PutSnapshotRequest(
+                    snapshot=snapshot_pb2.Snapshot(name="s", value=value(1), timestamp=stamp)
+                ),
+                timeout=DEADLINE,
+            ),
+            "snapshot.timestamp",
+        ),
+    ]
+    for call, field in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        error = failure(caught.value)
+        assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAYLOAD")
+        assert error.fields == [field]
+    listed = await stub.QueryEvents(pb.QueryEventsRequest(channel=channel), timeout=DEADLINE)
+    assert list(listed.events) == []
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.GetSnapshot(pb.GetSnapshotRequest(name="s"), timeout=DEADLINE)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_first_and_last_instants_of_the_range_are_kept(stub, make_channel) -> None:
+    from google.protobuf import timestamp_pb2
+
+    channel = await make_channel()
+    for seconds, nanos in (EARLIEST, LATEST):
+        stamp = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+        sent = event_pb2.Event(channel=channel, timestamp=stamp)
+        appended = await stub.AppendEvent(pb.AppendEventRequest(event=sent), timeout=DEADLINE)
+        assert appended.event.timestamp == stamp
+        got = await stub.GetEvent(pb.GetEventRequest(id=appended.event.id), timeout=DEADLINE)
+        assert got.event.timestamp == stamp

@@ -53,6 +53,7 @@ from .validation import (
     require_non_negative,
     require_positive,
     require_segment,
+    require_timestamp,
     require_token,
     segment_list,
 )
@@ -104,6 +105,10 @@ class SubscriptionLag:
     """Matching events of the channel after the subscription's cursor."""
 
 
+# (prepared event, the event as received) -> the prepared event's wire form.
+EventEncoder = Callable[[Event, Event], bytes]
+
+
 class ChannelService:
     """Every operation of the store, with the reference's rules applied."""
 
@@ -112,13 +117,14 @@ class ChannelService:
         store: Store,
         limits: Limits | None = None,
         *,
-        encode_event: Callable[[Event], bytes] | None = None,
+        encode_event: EventEncoder | None = None,
     ) -> None:
         """Serves `store` under `limits`.
 
         `encode_event` (from the transport) turns a new event, cursor not yet
-        set, into the form it will be served in; it is stored beside the
-        event so that reads and deliveries send it without re-encoding.
+        set, into the form it will be served in, given the event as received
+        too; it is stored beside the event so that reads and deliveries send
+        it without re-encoding.
         """
         self.store = store
         self.limits = limits or Limits()
@@ -680,7 +686,8 @@ class ChannelService:
             source_event_id=optional_segment("snapshot.source_event_id", snapshot.source_event_id),
             value=require_json("snapshot.value", snapshot.value),
             metadata=require_json("snapshot.metadata", snapshot.metadata),
-            timestamp_ns=snapshot.timestamp_ns or time.time_ns(),
+            timestamp_ns=require_timestamp("snapshot.timestamp", snapshot.timestamp_ns)
+            or time.time_ns(),
         )
         return await self.store.put_snapshot(snapshot)
 
@@ -726,9 +733,6 @@ def _subscription_gone(subscription_id: str) -> SubscriptionNotFoundError:
     )
 
 
-EventEncoder = Callable[[Event], bytes]
-
-
 def _prepare_events(
     events: Sequence[Event], field: str, encode: EventEncoder | None
 ) -> list[Event]:
@@ -767,11 +771,12 @@ def _prepare_event(
     parent_ids = segment_list(f"{field}.parent_ids", event.parent_ids)
     payload = require_json(f"{field}.payload", event.payload)
     metadata = require_json(f"{field}.metadata", event.metadata)
+    timestamp_ns = require_timestamp(f"{field}.timestamp", event.timestamp_ns) or now_ns
     # Built directly: dataclasses.replace costs several times more per event.
     prepared = Event(
         id=event_id or next(ids),
         channel=channel,
-        timestamp_ns=event.timestamp_ns or now_ns,
+        timestamp_ns=timestamp_ns,
         kind=kind,
         payload=payload,
         source=event.source,
@@ -781,7 +786,7 @@ def _prepare_event(
         parent_ids=parent_ids,
     )
     if encode is not None:
-        prepared.wire = encode(prepared)  # still private to this call
+        prepared.wire = encode(prepared, event)  # still private to this call
     return prepared
 
 

@@ -72,6 +72,19 @@ def require_positive(field: str, value: int) -> int:
     return value
 
 
+# Instants are stored as signed 64-bit nanoseconds since the Unix epoch:
+# 1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z.
+_EARLIEST_NS = -(2**63)
+_LATEST_NS = 2**63 - 1
+
+
+def require_timestamp(field: str, nanoseconds: int) -> int:
+    """Accepts an instant that 64-bit nanoseconds since the epoch can hold."""
+    if not _EARLIEST_NS <= nanoseconds <= _LATEST_NS:
+        raise InvalidPayloadError(field, "must be between 1677-09-21 and 2262-04-11 (UTC)")
+    return nanoseconds
+
+
 def require_form(field: str, value: str) -> str:
     """Accepts one of the thirteen channel forms."""
     if value not in CHANNEL_FORMS:
