@@ -62,12 +62,12 @@ def new_ids(count: int) -> list[str]:
         return []
     clock = f"{time.time_ns() // 1_000_000:012x}"
     head = f"{clock[:8]}-{clock[8:]}-7"  # the version digit follows the clock
-    random = _pool.take(_ID_BYTES * count).hex()
+    digits = _pool.take(_ID_BYTES * count).hex()
     ids = []
     # Per id, 20 hex digits of randomness, 19 used: 3 after the version
     # digit, 1 whose low two bits follow the variant's `10`, then 15.
     for start in range(0, 2 * _ID_BYTES * count, 2 * _ID_BYTES):
-        r = random[start : start + 19]
+        r = digits[start : start + 19]
         ids.append(f"{head}{r[:3]}-{_VARIANT_DIGIT[r[3]]}{r[4:7]}-{r[7:]}")
     return ids
 
