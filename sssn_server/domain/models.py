@@ -77,7 +77,7 @@ class Event:
     wire: bytes | None = None
     """The event as the API serves it, without its cursor, when the API
     supplied an encoder: stored and served as is (opaque to domain and store)."""
-    origin: Any = None
+    origin: Any = field(default=None, compare=False, repr=False)
     """On an event as received: what the API decoded it from, which the API's
     encoder may complete instead of building its wire form anew (opaque to
     domain and store, and never kept past the call)."""
