@@ -176,6 +176,18 @@ def test_completing_the_received_message_encodes_what_a_new_message_would(index:
     assert event_pb2.Event.FromString(fresh).id == prepared.id
 
 
+def test_the_rules_complete_the_received_message_itself() -> None:
+    # The equivalence above holds for either path; this shows the cheap one
+    # is the one taken: the request's own message now carries the minted id.
+    from sssn_server.api._convert import encode_event, event_from_proto
+    from sssn_server.domain.service import _prepare_events
+
+    message = _received_events()[0]
+    (prepared,) = _prepare_events([event_from_proto(message)], "event", encode_event)
+    assert message.id == prepared.id and message.timestamp.ToNanoseconds() == prepared.timestamp_ns
+    assert prepared.wire == message.SerializeToString()
+
+
 def test_a_payload_that_must_be_normalized_is_encoded_anew() -> None:
     from sssn_server.api._convert import event_from_proto
 
