@@ -21,6 +21,7 @@ from .api import _convert as convert
 from .api._auth import AuthInterceptor, TokenTable
 from .api._handlers import add_store_service
 from .api._metrics import Metrics, MetricsInterceptor
+from .collector import YOUNG_THRESHOLD, tune_for_serving
 from .config import DURABILITY_LEVELS, ServerConfig
 from .domain.service import ChannelService, Limits
 from .store.sqlite import SQLiteStore
@@ -220,6 +221,12 @@ async def serve(config: ServerConfig) -> None:
     log.info("event loop: %s.%s", type(loop).__module__, type(loop).__name__)
     server = SSSNServer(config)
     await server.start()
+    frozen = tune_for_serving()
+    log.info(
+        "garbage collector: %d startup objects frozen, young threshold %d",
+        frozen,
+        YOUNG_THRESHOLD,
+    )
     mode = " read-only" if config.read_only else ""
     print(
         f"sssn-server listening on {server.address} (store {server.store.root}{mode})",

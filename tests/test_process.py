@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from sssn_proto.v1 import channel_pb2, snapshot_pb2
 from sssn_proto.v1 import store_service_pb2 as pb
 from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
+from sssn_server.collector import YOUNG_THRESHOLD
 
 from .helpers import DEADLINE, event, value
 from .server_process import ServerProcess
@@ -83,6 +85,18 @@ def test_serves_on_the_event_loop_asked_for(running, choice: str, loop_class: st
     code, _, errors = server.stop()
     assert code == 0
     assert f"event loop: {loop_class}" in errors
+
+
+def test_the_process_freezes_its_startup_heap_for_the_collector(running) -> None:
+    server = running("--log-level", "info")
+    code, _, errors = server.stop()
+    assert code == 0
+    frozen = re.search(
+        r"garbage collector: (\d+) startup objects frozen, young threshold (\d+)", errors
+    )
+    assert frozen is not None, errors
+    assert int(frozen.group(1)) > 10_000  # gRPC, protobuf and the store, at least
+    assert int(frozen.group(2)) == YOUNG_THRESHOLD
 
 
 @pytest.mark.parametrize("variable", ["SSSN_DURABILITY", "SSSN_EVENT_LOOP"])
