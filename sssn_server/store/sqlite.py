@@ -39,6 +39,7 @@ from ..domain.models import (
 )
 from ._blobs import BlobDirectory, BlobUpload
 from ._schema import MIGRATIONS, SCHEMA_VERSION
+from ._wal import reserve_wal
 from ._writer import Outcome, Request, WriterThread
 from .base import ArtifactUpload, Store
 
@@ -189,6 +190,7 @@ class SQLiteStore(Store):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             _migrate(db)
+            reserve_wal(db, self.database_path.with_name(self.database_path.name + "-wal"))
         except BaseException:
             db.close()
             raise
