@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from sssn_proto.v1 import store_service_pb2 as pb
@@ -45,7 +46,8 @@ async def test_a_started_server_has_a_full_wal_that_appends_do_not_grow(
         await stub.AppendEvent(pb.AppendEventRequest(event=event(name, index)), timeout=DEADLINE)
 
     assert wal.stat().st_size == reserved  # overwritten, not extended
-    with sqlite3.connect(f"{(store_dir / DATABASE_FILE).as_uri()}?mode=ro", uri=True) as db:
+    uri = f"{(store_dir / DATABASE_FILE).as_uri()}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as db:
         assert "sssn_wal_reserve" not in _tables(db)
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 50
@@ -53,6 +55,7 @@ async def test_a_started_server_has_a_full_wal_that_appends_do_not_grow(
 
 def test_reserving_leaves_the_data_as_it_was_and_is_done_once(tmp_path: Path) -> None:
     db, expected = _reservable(tmp_path / "store.db")
+    cache_size = db.execute("PRAGMA cache_size").fetchone()[0]
 
     assert reserve_wal(db, _wal(tmp_path / "store.db")) >= expected
     assert reserve_wal(db, _wal(tmp_path / "store.db")) == 0  # already that large
@@ -60,7 +63,7 @@ def test_reserving_leaves_the_data_as_it_was_and_is_done_once(tmp_path: Path) ->
     assert _tables(db) == ["rows"]
     assert db.execute("SELECT value FROM rows").fetchall() == [("before",)]
     assert not db.in_transaction
-    assert db.execute("PRAGMA cache_size").fetchone()[0] == -2000  # SQLite's default, restored
+    assert db.execute("PRAGMA cache_size").fetchone()[0] == cache_size  # restored
     db.close()
 
 
@@ -78,7 +81,7 @@ def test_a_crash_after_reserving_recovers_exactly_the_commits(tmp_path: Path) ->
     shutil.copy(_wal(database), _wal(crashed / database.name))
     db.close()
 
-    with sqlite3.connect(crashed / database.name) as recovered:
+    with closing(sqlite3.connect(crashed / database.name)) as recovered:
         assert recovered.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert _tables(recovered) == ["rows"]
         assert [row[0] for row in recovered.execute("SELECT value FROM rows")] == [
