@@ -170,6 +170,29 @@ async def test_every_field_of_an_event_reads_back_as_stored(store: Store) -> Non
         )
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["one", "batch"])
+async def test_absent_optional_fields_read_back_absent_and_text_stays_text(
+    store: Store, batch: bool
+) -> None:
+    """The SQLite store binds an absent source, schema or correlation id as a
+    placeholder number; no text, not even "0" or "", may be taken for it."""
+    texts = ("0", "", "x")
+    sent = [new_event(1)] + [
+        new_event(2 + index, source=text, schema=text, correlation_id=text)
+        for index, text in enumerate(texts)
+    ]
+    if batch:
+        await store.append_events(sent)
+    else:
+        for event in sent:
+            await store.append_events([event])
+    read = await store.query_events("events", after_cursor=0, limit=10, kind=None)
+    assert [(event.source, event.schema, event.correlation_id) for event in read] == [
+        (None, None, None),
+        *[(text, text, text) for text in texts],
+    ]
+
+
 async def test_a_batch_of_new_events_and_one_that_is_not_are_stored_alike(store: Store) -> None:
     """A batch of new events is inserted in one optimistic statement; one
     retry, clash or missing channel undoes it and every event is checked.

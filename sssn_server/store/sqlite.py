@@ -64,9 +64,14 @@ _EVENT_COLUMNS = (
 _LEAN_EVENT_COLUMNS = _EVENT_COLUMNS.replace(
     "payload", "CASE WHEN wire IS NULL THEN payload END"
 ).replace("metadata", "CASE WHEN wire IS NULL THEN metadata END")
+# The values of one event row (`_event_row`). Binding None or bytes costs
+# Python's sqlite3 module an adapter lookup (~0.2-0.3 us a value, against
+# ~0.07 for an int), so an absent source, schema or correlation id is bound
+# as 0, which no text equals, and blobs as bytearray: a batch of 100 binds
+# in ~130 us less.
+_EVENT_ROW = "(?, ?, ?, NULLIF(?, 0), ?, ?, NULLIF(?, 0), ?, NULLIF(?, 0), ?, ?)"
 _INSERT_EVENT = (
-    f"INSERT INTO events ({_EVENT_COLUMNS.removeprefix('cursor, ')})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO events ({_EVENT_COLUMNS.removeprefix('cursor, ')}) VALUES {_EVENT_ROW}"
 )
 _CHANNEL_COLUMNS = "name, schema, form, description, metadata"
 _SUBSCRIPTION_COLUMNS = "id, channel, cursor, consumer, batch_size, kind, metadata"
@@ -708,9 +713,8 @@ def _insert_rows(count: int) -> str:
     statement is one step of SQLite's, where `executemany` takes one per
     row; each step releases the GIL and must take it back from a busy event
     loop, which costs more than the row."""
-    row = "(" + ", ".join("?" * _EVENT_ROW_VARIABLES) + ")"
     head = _INSERT_EVENT.split(" VALUES ")[0]
-    return f"{head} VALUES {', '.join([row] * count)} ON CONFLICT(id) DO NOTHING"
+    return f"{head} VALUES {', '.join([_EVENT_ROW] * count)} ON CONFLICT(id) DO NOTHING"
 
 
 def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | None:
@@ -800,18 +804,19 @@ def _append_one(db: sqlite3.Connection, event: Event) -> _Appended:
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
+    """The values `_EVENT_ROW` binds, in the forms that bind fastest."""
     return (
         event.id,
         event.channel,
         event.timestamp_ns,
-        event.source,
+        0 if event.source is None else event.source,
         event.kind,
         _json_column(event.payload),
-        event.schema,
+        0 if event.schema is None else event.schema,
         _json_column(event.metadata),
-        event.correlation_id,
+        0 if event.correlation_id is None else event.correlation_id,
         _dumps(list(event.parent_ids)) if event.parent_ids else "[]",
-        event.wire,
+        None if event.wire is None else bytearray(event.wire),
     )
 
 
@@ -874,9 +879,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _json_column(value: Any) -> str | bytes:
-    """JSON text, or an `Encoded` value's bytes kept as they are (a BLOB)."""
-    return value.data if isinstance(value, Encoded) else _dumps(value)
+def _json_column(value: Any) -> str | bytearray:
+    """JSON text, or an `Encoded` value's bytes kept as they are (a BLOB;
+    bytearray binds faster, see `_EVENT_ROW`)."""
+    return bytearray(value.data) if isinstance(value, Encoded) else _dumps(value)
 
 
 def _column_value(column: str | bytes | None, left_out: Any) -> Any:
