@@ -169,19 +169,23 @@ def event_from_proto(message: event_pb2.Event) -> Event:
         _encoded_value(message.payload) if message.HasField("payload") else (None, True)
     )
     metadata, metadata_as_received = _encoded_struct(message.metadata)
-    return Event(
-        id=message.id,
-        channel=message.channel,
-        timestamp_ns=_timestamp_ns(message.timestamp, message.HasField("timestamp")),
-        kind=message.kind,
-        payload=payload,
-        source=message.source or None,
-        schema=message.schema or None,
-        metadata=metadata,
-        correlation_id=message.correlation_id or None,
-        parent_ids=tuple(message.parent_ids) if message.parent_ids else (),
-        origin=message if payload_as_received and metadata_as_received else None,
+    # Positionally, in Event's field order: done for every event received,
+    # where matching keywords would double the constructor's cost.
+    event = Event(
+        message.id,
+        message.channel,
+        _timestamp_ns(message.timestamp, message.HasField("timestamp")),
+        message.kind,
+        payload,
+        message.source or None,
+        message.schema or None,
+        metadata,
+        message.correlation_id or None,
+        tuple(message.parent_ids) if message.parent_ids else (),
     )
+    if payload_as_received and metadata_as_received:
+        event.origin = message
+    return event
 
 
 # Each returns the value and whether it is the bytes as received.

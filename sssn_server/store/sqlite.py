@@ -838,20 +838,21 @@ def _check_append(
 
 
 def _with_cursor(event: Event, cursor: int) -> Event:
-    # Built directly: dataclasses.replace costs several times more per event.
+    # Built directly, positionally in Event's field order (see `_event`):
+    # dataclasses.replace costs several times more, keywords twice as much.
     return Event(
-        id=event.id,
-        channel=event.channel,
-        timestamp_ns=event.timestamp_ns,
-        kind=event.kind,
-        payload=event.payload,
-        source=event.source,
-        schema=event.schema,
-        metadata=event.metadata,
-        correlation_id=event.correlation_id,
-        parent_ids=event.parent_ids,
-        cursor=cursor,
-        wire=event.wire,
+        event.id,
+        event.channel,
+        event.timestamp_ns,
+        event.kind,
+        event.payload,
+        event.source,
+        event.schema,
+        event.metadata,
+        event.correlation_id,
+        event.parent_ids,
+        cursor,
+        event.wire,
     )
 
 
@@ -901,8 +902,9 @@ def _channel(row: sqlite3.Row) -> Channel:
 
 
 def _event(row: sqlite3.Row) -> Event:
-    # Positional, in Event's field order: built for every event read, where
-    # keyword arguments show. The store tests check each field.
+    # Positional, in Event's field order: built for every event read, and
+    # matching twelve keywords costs a call twice as much (~0.6 against
+    # ~0.3 us). The store tests check each field.
     return Event(
         row[1],  # id
         row[2],  # channel
