@@ -197,6 +197,20 @@ def test_a_payload_that_must_be_normalized_is_encoded_anew() -> None:
     assert received.origin is None
 
 
+def test_the_quick_scan_flags_every_byte_pair_that_may_need_normalizing() -> None:
+    """Payloads the scan passes are stored as received, so it must flag every
+    pair a NaN or infinity (exponent bytes) or an empty Value can leave;
+    flagging more only costs a decode. Every pair of bytes is checked."""
+    from sssn_server.api._convert import _MAYBE_IRREGULAR
+
+    for first in range(256):
+        for second in range(256):
+            non_finite = first >= 0xF0 and second in (0x7F, 0xFF)
+            empty_value = first in (0x0A, 0x12) and second == 0x00
+            if non_finite or empty_value:
+                assert _MAYBE_IRREGULAR.search(bytes((first, second))), (first, second)
+
+
 # Instants are kept as signed 64-bit nanoseconds: 1677-09-21 to 2262-04-11.
 EARLIEST = (-9_223_372_037, 145_224_192)
 LATEST = (9_223_372_036, 854_775_807)
