@@ -173,7 +173,10 @@ def event_from_proto(message: event_pb2.Event) -> Event:
     payload, payload_as_received = (
         _encoded_value(message.payload) if message.HasField("payload") else (None, True)
     )
-    metadata, metadata_as_received = _encoded_struct(message.metadata)
+    metadata, metadata_as_received = (
+        # Unset, it is the empty Struct, whose encoding is empty.
+        _encoded_struct(message.metadata) if message.HasField("metadata") else (Encoded(b""), True)
+    )
     # Positionally, in Event's field order: done for every event received,
     # where matching keywords would double the constructor's cost.
     event = Event(
