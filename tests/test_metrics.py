@@ -19,6 +19,7 @@ from sssn_server.app import SSSNServer
 
 from .conftest import ServerFactory
 from .helpers import DEADLINE, event
+from .test_subscriptions import wait_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -125,7 +126,13 @@ async def test_access_log_has_one_json_line_per_call_without_secrets(
             )
         with pytest.raises(grpc.aio.AioRpcError):
             await stub.ListChannels(pb.ListChannelsRequest(), timeout=DEADLINE)
-    lines = [r.getMessage() for r in caplog.records if r.name == "sssn_server.access"]
+
+    def access_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "sssn_server.access"]
+
+    # A call is logged once its status is sent, so the client may hear it first.
+    await wait_until(lambda: len(access_lines()) >= 2)
+    lines = access_lines()
     assert len(lines) == 2
     first, second = (json.loads(line) for line in lines)
     assert first["method"] == M + "GetChannel"
