@@ -195,7 +195,7 @@ class SQLiteStore(Store):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             _migrate(db)
-            reserve_wal(db, self.database_path.with_name(self.database_path.name + "-wal"))
+            reserve_wal(db, _companion(self.database_path, "-wal"))
         except BaseException:
             db.close()
             raise
@@ -573,8 +573,13 @@ class SQLiteStore(Store):
         )
 
 
+def _companion(database: Path, suffix: str) -> Path:
+    """One of the files SQLite keeps beside a database in WAL mode (-wal, -shm)."""
+    return database.with_name(database.name + suffix)
+
+
 def _wal_files_exist(database: Path) -> bool:
-    return any(database.with_name(database.name + suffix).exists() for suffix in ("-wal", "-shm"))
+    return any(_companion(database, suffix).exists() for suffix in ("-wal", "-shm"))
 
 
 def _settle(futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:
