@@ -160,6 +160,30 @@ async def test_a_bad_event_fails_only_itself(stub, make_channel) -> None:
     assert errors[4].fields == ["events[9].payload"]
 
 
+async def test_a_bad_name_repeated_in_one_message_fails_every_time(stub, make_channel) -> None:
+    # The rules check each distinct name once per request: one that failed
+    # must fail again, in every field, and one that passed must keep passing.
+    await make_channel()
+    batch = []
+    for _ in range(2):
+        batch += [
+            event("events", kind="no good"),
+            event("bad channel"),
+            event("events", correlation_id="no:good"),
+            event("events", kind="good", correlation_id="good"),
+            event("events", parent_ids=["a/b"]),
+        ]
+    (response,) = await exchange(stub, requests(batch))
+    results = list(response.results)
+    fields = [result_error(r).fields if r.HasField("error") else None for r in results]
+    expected = ["kind", "channel", "correlation_id", None, "parent_ids[0]"]
+    assert fields == [
+        None if name is None else [f"events[{index}].{name}"]
+        for index, name in enumerate(expected * 2)
+    ]
+    assert [e.kind for e in await query(stub)] == ["good", "good"]
+
+
 async def test_errors_match_what_append_event_returns(stub, make_channel) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.AppendEvent(pb.AppendEventRequest(event=event("missing")), timeout=DEADLINE)

@@ -14,7 +14,6 @@ from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Callable,
-    Iterator,
     Sequence,
 )
 from dataclasses import dataclass, replace
@@ -46,6 +45,13 @@ from .notifier import CommitNotifier
 from .recent import RecentEvents
 from .streams import ACK_MODES, AUTO, MANUAL, StreamHandle, StreamStatus
 from .validation import (
+    is_json,
+    is_segment,
+    is_timestamp,
+    not_a_segment,
+    not_a_timestamp,
+    not_a_token,
+    not_json,
     optional_segment,
     optional_token,
     require_form,
@@ -54,7 +60,6 @@ from .validation import (
     require_positive,
     require_segment,
     require_timestamp,
-    require_token,
     segment_list,
 )
 
@@ -737,58 +742,101 @@ def _prepare_events(
     events: Sequence[Event], field: str, encode: EventEncoder | None
 ) -> list[Event]:
     """Checks and completes events; the first invalid one raises."""
-    now = time.time_ns()
-    ids = iter(new_ids(sum(1 for event in events if not event.id)))
-    single = len(events) == 1
-    return [
-        _prepare_event(event, field if single else f"{field}[{index}]", now, ids, encode)
-        for index, event in enumerate(events)
-    ]
+    rules = _EventRules(events, field, encode, indexed=len(events) > 1)
+    return [rules.prepare(event, index) for index, event in enumerate(events)]
 
 
 def _prepare_each(
     events: Sequence[Event], field: str, encode: EventEncoder | None
 ) -> list[Event | SSSNError]:
     """Checks and completes events; each invalid one is replaced by its error."""
-    now = time.time_ns()
-    ids = iter(new_ids(sum(1 for event in events if not event.id)))
+    rules = _EventRules(events, field, encode, indexed=True)
     outcomes: list[Event | SSSNError] = []
     for index, event in enumerate(events):
         try:
-            outcomes.append(_prepare_event(event, f"{field}[{index}]", now, ids, encode))
+            outcomes.append(rules.prepare(event, index))
         except SSSNError as error:
             outcomes.append(error)
     return outcomes
 
 
-def _prepare_event(
-    event: Event, field: str, now_ns: int, ids: Iterator[str], encode: EventEncoder | None
-) -> Event:
-    event_id = require_segment(f"{field}.id", event.id) if event.id else ""
-    channel = require_segment(f"{field}.channel", event.channel)
-    kind = require_token(f"{field}.kind", event.kind) if event.kind else DEFAULT_KIND
-    correlation_id = optional_token(f"{field}.correlation_id", event.correlation_id)
-    parent_ids = segment_list(f"{field}.parent_ids", event.parent_ids)
-    payload = require_json(f"{field}.payload", event.payload)
-    metadata = require_json(f"{field}.metadata", event.metadata)
-    timestamp_ns = require_timestamp(f"{field}.timestamp", event.timestamp_ns) or now_ns
-    # Built directly, positionally in Event's field order: dataclasses.replace
-    # costs several times more per event, keywords twice as much.
-    prepared = Event(
-        event_id or next(ids),
-        channel,
-        timestamp_ns,
-        kind,
-        payload,
-        event.source,
-        event.schema,
-        metadata,
-        correlation_id,
-        parent_ids,
-    )
-    if encode is not None:
-        prepared.wire = encode(prepared, event)  # still private to this call
-    return prepared
+class _EventRules:
+    """The rules for new events, applied to the events of one request in turn.
+
+    A request's events mostly share a channel and a kind, so each distinct
+    name or token is checked once per request, and a field's path (as
+    `events[7].channel`) is only built for an error. Checking every field of
+    every event through `require_*` with its path built beforehand cost ~0.9
+    µs of the ~5.3 an event took, ~3% of an `AppendEvents` call of 100.
+    """
+
+    __slots__ = ("_checked", "_encode", "_field", "_ids", "_indexed", "_now_ns")
+
+    def __init__(
+        self, events: Sequence[Event], field: str, encode: EventEncoder | None, *, indexed: bool
+    ) -> None:
+        self._now_ns = time.time_ns()
+        self._ids = iter(new_ids(sum(1 for event in events if not event.id)))
+        self._field = field
+        self._indexed = indexed
+        self._encode = encode
+        # Strings that passed `is_segment`, the rule of names and tokens alike.
+        self._checked: set[str] = set()
+
+    def prepare(self, event: Event, index: int) -> Event:
+        """The event completed (id, timestamp, kind, wire form), or raises
+        InvalidPayloadError for its first invalid field."""
+        checked = self._checked
+        event_id = event.id
+        if event_id and not is_segment(event_id):
+            raise not_a_segment(self._path(index, "id"))
+        channel = event.channel
+        if channel not in checked:
+            if not is_segment(channel):
+                raise not_a_segment(self._path(index, "channel"))
+            checked.add(channel)
+        kind = event.kind or DEFAULT_KIND
+        if kind not in checked:
+            if not is_segment(kind):
+                raise not_a_token(self._path(index, "kind"))
+            checked.add(kind)
+        correlation_id = event.correlation_id or None
+        if correlation_id is not None and correlation_id not in checked:
+            if not is_segment(correlation_id):
+                raise not_a_token(self._path(index, "correlation_id"))
+            checked.add(correlation_id)
+        parent_ids = tuple(event.parent_ids) if event.parent_ids else ()
+        for position, parent_id in enumerate(parent_ids):
+            if not is_segment(parent_id):
+                raise not_a_segment(self._path(index, f"parent_ids[{position}]"))
+        payload = event.payload
+        if not is_json(payload):
+            raise not_json(self._path(index, "payload"))
+        metadata = event.metadata
+        if not is_json(metadata):
+            raise not_json(self._path(index, "metadata"))
+        if not is_timestamp(event.timestamp_ns):
+            raise not_a_timestamp(self._path(index, "timestamp"))
+        # Built directly, positionally in Event's field order: dataclasses.replace
+        # costs several times more per event, keywords twice as much.
+        prepared = Event(
+            event_id or next(self._ids),
+            channel,
+            event.timestamp_ns or self._now_ns,
+            kind,
+            payload,
+            event.source,
+            event.schema,
+            metadata,
+            correlation_id,
+            parent_ids,
+        )
+        if self._encode is not None:
+            prepared.wire = self._encode(prepared, event)  # still private to this call
+        return prepared
+
+    def _path(self, index: int, name: str) -> str:
+        return f"{self._field}[{index}].{name}" if self._indexed else f"{self._field}.{name}"
 
 
 def _encode_page_token(last_name: str) -> str:

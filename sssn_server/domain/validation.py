@@ -14,7 +14,8 @@ from .models import CHANNEL_FORMS, Encoded
 _NOT_IN_SEGMENT = re.compile(r"[%/:\\\s]")
 
 
-def _is_segment(value: object) -> bool:
+def is_segment(value: object) -> bool:
+    """Whether `value` is a path segment, the rule for names, ids and tokens alike."""
     return (
         isinstance(value, str)
         and value not in ("", ".", "..")
@@ -28,16 +29,36 @@ def require_segment(field: str, value: object) -> str:
     A segment is non-empty, has no whitespace, is not `.` or `..` and holds
     none of `% / : \\` (the reference's rule for names and ids).
     """
-    if not _is_segment(value):
-        raise InvalidPayloadError(field, "must be a non-empty path segment")
+    if not is_segment(value):
+        raise not_a_segment(field)
     return value  # type: ignore[return-value]
 
 
 def require_token(field: str, value: object) -> str:
     """Returns `value` if it is a token (kinds, consumers, correlation ids)."""
-    if not _is_segment(value):
-        raise InvalidPayloadError(field, "must be a non-empty token")
+    if not is_segment(value):
+        raise not_a_token(field)
     return value  # type: ignore[return-value]
+
+
+# The errors of the rules above and below, for callers that test a value with
+# the predicate and name the field only when it fails (see `_EventRules`).
+
+
+def not_a_segment(field: str) -> InvalidPayloadError:
+    return InvalidPayloadError(field, "must be a non-empty path segment")
+
+
+def not_a_token(field: str) -> InvalidPayloadError:
+    return InvalidPayloadError(field, "must be a non-empty token")
+
+
+def not_a_timestamp(field: str) -> InvalidPayloadError:
+    return InvalidPayloadError(field, "must be between 1677-09-21 and 2262-04-11 (UTC)")
+
+
+def not_json(field: str) -> InvalidPayloadError:
+    return InvalidPayloadError(field, "must be valid JSON (NaN and Infinity are not)")
 
 
 def optional_segment(field: str, value: str | None) -> str | None:
@@ -78,10 +99,15 @@ _EARLIEST_NS = -(2**63)
 _LATEST_NS = 2**63 - 1
 
 
+def is_timestamp(nanoseconds: int) -> bool:
+    """Whether 64-bit nanoseconds since the epoch can hold an instant."""
+    return _EARLIEST_NS <= nanoseconds <= _LATEST_NS
+
+
 def require_timestamp(field: str, nanoseconds: int) -> int:
     """Accepts an instant that 64-bit nanoseconds since the epoch can hold."""
-    if not _EARLIEST_NS <= nanoseconds <= _LATEST_NS:
-        raise InvalidPayloadError(field, "must be between 1677-09-21 and 2262-04-11 (UTC)")
+    if not is_timestamp(nanoseconds):
+        raise not_a_timestamp(field)
     return nanoseconds
 
 
@@ -92,10 +118,15 @@ def require_form(field: str, value: str) -> str:
     return value
 
 
+def is_json(value: Any) -> bool:
+    """Whether JSON can carry `value`, plain or `Encoded` (NaN and infinities cannot)."""
+    return value.finite if isinstance(value, Encoded) else is_finite_json(value)
+
+
 def require_json(field: str, value: Any) -> Any:
     """Rejects values JSON cannot carry (NaN and infinities are the only way in)."""
-    if not (value.finite if isinstance(value, Encoded) else is_finite_json(value)):
-        raise InvalidPayloadError(field, "must be valid JSON (NaN and Infinity are not)")
+    if not is_json(value):
+        raise not_json(field)
     return value
 
 
