@@ -145,6 +145,7 @@ def markdown(saved: dict[str, Any], table: str, plot: str | None) -> str:
         f"- CPU: {machine.get('cpu', 'unknown')}, {shown(machine.get('cpus'))} CPUs",
         f"- RAM: {shown(machine.get('ram_gib'))} GiB",
         f"- kernel: {machine.get('kernel', 'unknown')}",
+        f"- CPU idle: {machine.get('cpu_idle') or 'unknown'} (performance.md: what halting costs)",
         "- versions: " + ", ".join(f"{name} {shown(value)}" for name, value in versions.items()),
         "",
     ]

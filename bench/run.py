@@ -374,6 +374,20 @@ def _event_loop() -> str:
     return loop
 
 
+def _cpu_idle() -> str | None:
+    """How idle CPUs wait (Linux cpuidle): on VMs that halt them at once, every
+    call that waits pays for waking up, which moves the no-op ceiling most."""
+    sysfs = Path("/sys/devices/system/cpu/cpuidle")
+    try:
+        parts = [f"{sysfs.joinpath('current_driver').read_text().strip()} driver"]
+    except OSError:
+        return None
+    poll = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+    if poll.exists():
+        parts.append(f"guest_halt_poll_ns {poll.read_text().strip()}")
+    return ", ".join(parts)
+
+
 def environment(
     reference: Path | None, nats_server: str | None, nats_python: Path | None
 ) -> dict[str, Any]:
@@ -390,6 +404,7 @@ def environment(
             "cpus": os.cpu_count(),
             "ram_gib": round(int(memory.group(1)) / 1024**2, 1) if memory else None,
             "kernel": f"{platform.system()} {platform.release()}",
+            "cpu_idle": _cpu_idle(),
         },
         "versions": {
             "python": platform.python_version(),

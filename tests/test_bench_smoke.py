@@ -86,3 +86,17 @@ async def test_every_workload_runs_and_the_report_renders(
     # Without the reference and JetStream their targets cannot be judged.
     assert {status for name, _, status in rows if "reference" in name} == {"n/a"}
     assert all(status in {"met", "missed", "n/a"} for _, _, status in rows)
+    saved = {
+        "scale": 0.005,
+        "repeat": 1,
+        "environment": run.environment(None, None, None),
+        "results": results,
+    }
+    document = report.markdown(saved, table, None)
+    assert table in document and "at scale 0.005" in document
+    # How idle vCPUs wait moves the ceiling most, so the report names it.
+    idle = saved["environment"]["machine"]["cpu_idle"]
+    assert f"- CPU idle: {idle or 'unknown'} " in document
+    driver = Path("/sys/devices/system/cpu/cpuidle/current_driver")
+    if driver.exists():
+        assert idle is not None and idle.startswith(driver.read_text().strip())
