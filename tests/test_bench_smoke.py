@@ -84,8 +84,17 @@ async def test_every_workload_runs_and_the_report_renders(
     rows = report.targets(results)
     assert len(rows) == len(report.TARGETS)
     # Without the reference and JetStream their targets cannot be judged.
-    assert {status for name, _, status in rows if "reference" in name} == {"n/a"}
-    assert all(status in {"met", "missed", "n/a"} for _, _, status in rows)
+    assert {status for name, _, _, status in rows if "reference" in name} == {"n/a"}
+    assert all(status in {"met", "missed", "n/a"} for _, _, _, status in rows)
+    # A judged target says how much of it was reached: 100% or more is met.
+    for _, _, share, status in rows:
+        if status != "n/a":
+            reached = float("inf") if share == "∞" else float(share.rstrip("%").replace(",", ""))
+            assert (reached >= 100) == (status == "met"), (share, status)
+    assert report.targets({"ours": {"append_batches_100": {"per_s": 40_000}}})[3][2:] == (
+        "80%",
+        "missed",
+    )
     saved = {
         "scale": 0.005,
         "repeat": 1,
