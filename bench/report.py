@@ -120,8 +120,9 @@ TARGETS: list[tuple[str, Callable[[Results], Check]]] = [
 
 def targets(results: Results) -> list[tuple[str, str, str, str]]:
     """(target, measured, share of the target, met/missed/n/a) for each
-    target of the issue; the share is what was reached, where less or
-    lower is better inverted so that 100% always means just met."""
+    target of the issue. The share is the figure over the target, or the
+    bound over the figure where lower is better (latency, memory), so that
+    100% always means just met."""
     rows = []
     for name, check in TARGETS:
         measured, attained = check(results)
