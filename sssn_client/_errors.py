@@ -131,6 +131,24 @@ class InvalidPayloadError(SSSNClientError):
     default_error_type = "INVALID_PAYLOAD"
 
 
+class EventTooLargeError(InvalidPayloadError):
+    """The event (or snapshot value) is larger than the server stores; nothing was stored."""
+
+    default_error_type = "EVENT_TOO_LARGE"
+
+
+class PayloadTooDeepError(InvalidPayloadError):
+    """A JSON value nests deeper than the server accepts; nothing was stored."""
+
+    default_error_type = "PAYLOAD_TOO_DEEP"
+
+
+class LimitExceededError(InvalidPayloadError):
+    """A value is over one of the server's limits (`resource` names `limit` and `max`)."""
+
+    default_error_type = "LIMIT_EXCEEDED"
+
+
 class FailedPreconditionError(SSSNClientError):
     """FAILED_PRECONDITION: the server is not in a state that allows the request."""
 
@@ -161,6 +179,12 @@ class TooManyItemsError(ResourceExhaustedError):
     """The request carries more items than the server accepts in one call."""
 
     default_error_type = "TOO_MANY_ITEMS"
+
+
+class StorageFullError(ResourceExhaustedError):
+    """The server's disk is full; nothing was stored. Retry with backoff."""
+
+    default_error_type = "STORAGE_FULL"
 
 
 class UnavailableError(SSSNClientError):
@@ -238,9 +262,13 @@ _BY_REASON: dict[str, type[SSSNClientError]] = {
         SubscriptionExistsError,
         EventExistsError,
         InvalidPayloadError,
+        EventTooLargeError,
+        PayloadTooDeepError,
+        LimitExceededError,
         StoreReadOnlyError,
         ArtifactTooLargeError,
         TooManyItemsError,
+        StorageFullError,
         ServerShuttingDownError,
         InternalError,
         SubscriptionTakenOverError,

@@ -27,6 +27,14 @@ current_call: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar(
     "sssn_current_call", default=None
 )
 
+# Set by the auth interceptor for a call: whether its caller may read a
+# channel. Unset (no `--auth-tokens`), every caller reads every channel. Append
+# acknowledgements consult it so that a caller without `read` never sees a
+# stored payload (an idempotent repeat returns the event as stored).
+readable_channel: contextvars.ContextVar[Callable[[str], bool] | None] = contextvars.ContextVar(
+    "sssn_readable_channel", default=None
+)
+
 Behavior = Callable[..., Any]
 # Wraps a unary-response behavior: (behavior, request_or_iterator, context) -> response.
 UnaryWrap = Callable[[Behavior, Any, Any], Awaitable[Any]]

@@ -19,6 +19,7 @@ from ..domain.models import Event
 from ..domain.service import ChannelService
 from . import _convert as convert
 from . import _wire as wire
+from ._calls import readable_channel
 from ._errors import internal_status, status_proto, to_status
 from ._wire import Serialized
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Keep stream messages well under the 4 MiB a default client accepts.
+# Keep every response message well under the 4 MiB a default client accepts.
 _MAX_MESSAGE_BYTES = 3 << 20
 
 # AppendEventStream: request messages whose appends may be under way at once;
@@ -126,14 +127,18 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
         (event,) = await self._service.append_events(
             [convert.event_from_proto(request.event)], field="event"
         )
-        return wire.events_message([event], appended=True)  # AppendEventResponse
+        return wire.append_acknowledgement(  # AppendEventResponse
+            [event], _MAX_MESSAGE_BYTES, readable_channel.get()
+        )
 
     @_guarded
     async def AppendEvents(self, request: pb.AppendEventsRequest, context: Any) -> Serialized:
         events = await self._service.append_events(
             [convert.event_from_proto(event) for event in request.events]
         )
-        return wire.events_message(events, appended=True)  # AppendEventsResponse
+        return wire.append_acknowledgement(  # AppendEventsResponse
+            events, _MAX_MESSAGE_BYTES, readable_channel.get()
+        )
 
     @_guarded
     async def AppendEventStream(
@@ -142,13 +147,14 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
         # Refuse at once: a message of invalid events alone never reaches the store.
         if self._service.store.read_only:
             raise StoreReadOnlyError()
+        readable = readable_channel.get()
         pending: asyncio.Queue[_PendingAppend] = asyncio.Queue(_APPEND_STREAM_IN_FLIGHT)
         reader = asyncio.create_task(self._start_appends(request_iterator, pending))
         try:
             while (item := await pending.get()) is not None:
                 if isinstance(item, Exception):
                     raise item
-                yield _append_stream_response(await item)  # serialized
+                yield _append_stream_response(await item, readable)  # serialized
             await reader
         finally:
             # Client gone, stream failed or done: stop reading and drop the
@@ -355,7 +361,9 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
         return pb.GetSnapshotResponse(snapshot=convert.snapshot_to_proto(snapshot))
 
 
-def _append_stream_response(results: list[Event | SSSNError]) -> Serialized:
+def _append_stream_response(
+    results: list[Event | SSSNError], readable: Callable[[str], bool] | None
+) -> Serialized:
     """An AppendEventStreamResponse: stored events from their wire form, errors as messages."""
     answers: list[Event | pb.AppendResult] = []
     for result in results:
@@ -368,7 +376,7 @@ def _append_stream_response(results: list[Event | SSSNError]) -> Serialized:
             answer.error.message = status.message
             answer.error.details.extend(status.details)
             answers.append(answer)
-    return wire.append_results(answers)
+    return wire.append_results(answers, _MAX_MESSAGE_BYTES, readable)
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:

@@ -17,7 +17,7 @@ protobuf library would have built.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -92,6 +92,10 @@ for _message, _name in (
 ):
     assert _tag(_field(_message, _name), _LENGTH_DELIMITED) == _EVENTS_TAG, _message
 _HEAD_CURSOR_TAG = _tag(_field(pb.PullSubscriptionResponse, "head_cursor"), _VARINT)
+# `abridged = true` of the append responses, the same field in each.
+_ABRIDGED_TRUE = _tag(_field(pb.AppendEventsResponse, "abridged"), _VARINT) + b"\x01"
+for _message in (pb.AppendEventResponse, pb.AppendEventStreamResponse):
+    assert _tag(_field(_message, "abridged"), _VARINT) + b"\x01" == _ABRIDGED_TRUE, _message
 
 
 def event_bytes(event: Event) -> bytes:
@@ -121,6 +125,30 @@ def events_message(events: list[Event], *, appended: bool = False) -> Serialized
     `appended`: it acknowledges their appends."""
     data = b"".join(framed(event_bytes(event)) for event in events)
     return Serialized(data, appended=len(events) if appended else 0)
+
+
+def append_acknowledgement(
+    events: list[Event], max_bytes: int, readable: Callable[[str], bool] | None
+) -> Serialized:
+    """An `AppendEvent(s)Response`: the stored events in full, or abridged
+    (`abridged_event_bytes`) when they would take the response over
+    `max_bytes` or `readable` says the caller may not read one of their
+    channels, so a stock client can always read the acknowledgement and a
+    caller without `read` never sees a stored payload."""
+    if readable is None or all(readable(channel) for channel in {e.channel for e in events}):
+        full = events_message(events, appended=True)
+        if len(full.data) <= max_bytes:
+            return full
+    data = b"".join(framed(abridged_event_bytes(event)) for event in events)
+    return Serialized(data + _ABRIDGED_TRUE, appended=len(events))
+
+
+def abridged_event_bytes(event: Event) -> bytes:
+    """An event's acknowledgement without its content: only its id, channel,
+    cursor and timestamp, which is all an append's caller lacks."""
+    message = event_pb2.Event(id=event.id, channel=event.channel, cursor=event.cursor)
+    message.timestamp.FromNanoseconds(event.timestamp_ns)
+    return message.SerializeToString()
 
 
 def pull_messages(events: list[Event], head_cursor: int, max_bytes: int) -> list[Serialized]:
@@ -154,14 +182,33 @@ def _pull_message(
     )
 
 
-def append_results(results: Iterable[Event | pb.AppendResult]) -> Serialized:
+def append_results(
+    results: list[Event | pb.AppendResult],
+    max_bytes: int,
+    readable: Callable[[str], bool] | None,
+) -> Serialized:
     """An `AppendEventStreamResponse`: a stored event becomes an `AppendResult`
-    holding it, a message (an error) is serialized as it is."""
+    holding it, a message (an error) is serialized as it is; the stored
+    events are abridged as `append_acknowledgement` says."""
+    stored = [result for result in results if isinstance(result, Event)]
+    full = readable is None or all(readable(channel) for channel in {e.channel for e in stored})
+    if full:
+        response = _append_results(results, event_bytes)
+        if len(response.data) <= max_bytes:
+            return response
+    response = _append_results(results, abridged_event_bytes)
+    response.data += _ABRIDGED_TRUE
+    return response
+
+
+def _append_results(
+    results: Iterable[Event | pb.AppendResult], encode: Callable[[Event], bytes]
+) -> Serialized:
     parts = []
     stored = 0
     for result in results:
         if isinstance(result, Event):
-            parts.append(framed(framed(event_bytes(result))))
+            parts.append(framed(framed(encode(result))))
             stored += 1
         else:
             parts.append(framed(result.SerializeToString()))

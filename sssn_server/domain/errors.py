@@ -80,6 +80,40 @@ class InvalidPayloadError(SSSNError):
         self.violations: tuple[FieldViolation, ...] = (FieldViolation(field, description),)
 
 
+class EventTooLargeError(InvalidPayloadError):
+    """An event (or snapshot value) encodes to more bytes than the server stores."""
+
+    reason = "EVENT_TOO_LARGE"
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        super().__init__(
+            field,
+            f"encodes to {size} bytes, over the limit of {limit}",
+            limit="max_event_bytes",
+            max_bytes=str(limit),
+        )
+
+
+class PayloadTooDeepError(InvalidPayloadError):
+    """A JSON value nests objects and arrays deeper than stock parsers read back."""
+
+    reason = "PAYLOAD_TOO_DEEP"
+
+    def __init__(self, field: str, limit: int) -> None:
+        super().__init__(
+            field, f"nests objects and arrays deeper than {limit} levels", max_depth=str(limit)
+        )
+
+
+class LimitExceededError(InvalidPayloadError):
+    """A value is over one of the server's documented limits (`limit` names it)."""
+
+    reason = "LIMIT_EXCEEDED"
+
+    def __init__(self, field: str, description: str, *, limit: str, maximum: int) -> None:
+        super().__init__(field, description, limit=limit, max=str(maximum))
+
+
 class FailedPreconditionError(SSSNError):
     """The system is not in a state that allows the request."""
 
@@ -101,6 +135,15 @@ class ArtifactTooLargeError(ResourceExhaustedError):
 
 class TooManyItemsError(ResourceExhaustedError):
     reason = "TOO_MANY_ITEMS"
+
+
+class StorageFullError(ResourceExhaustedError):
+    """The disk under the store is full; retrying once space is freed succeeds."""
+
+    reason = "STORAGE_FULL"
+
+    def __init__(self) -> None:
+        super().__init__("The server's storage is full; nothing was stored. Retry later.")
 
 
 class AbortedError(SSSNError):
