@@ -36,7 +36,7 @@ NPM_FLAGS := --no-audit --no-fund --ignore-scripts
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all proto run test lint clean node tools contract baseline docs bench
+.PHONY: all proto run test fuzz lint clean node tools contract baseline docs bench bench-scale
 
 all: test
 
@@ -82,6 +82,13 @@ run: $(GENERATED)  ## serve on 127.0.0.1:7700 with the store in .sssn/ (ARGS="--
 test: $(GENERATED) $(NODE_INSTALLED) $(BUF_INSTALLED)  ## run the test suite against real servers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# `make test` fuzzes every RPC with a few hundred requests; this runs
+# FUZZ_EXAMPLES per kind of request (well-formed and corrupted), the same
+# examples on every run.
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(GENERATED)  ## fuzz every RPC with 2 x FUZZ_EXAMPLES requests (tests/test_fuzz.py)
+	SSSN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
+
 lint: $(GENERATED) $(BUF_INSTALLED)  ## ruff, mypy --strict and buf lint
 	$(VENV)/bin/ruff check sssn_server sssn_client tests tools bench examples
 	$(VENV)/bin/mypy
@@ -93,6 +100,14 @@ lint: $(GENERATED) $(BUF_INSTALLED)  ## ruff, mypy --strict and buf lint
 BENCH_ARGS ?= --save
 bench: $(GENERATED)  ## ours vs the reference HTTP server, a no-op gRPC ceiling and NATS JetStream (bench/README.md)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# A small and a large store (10,000 and 1,000,000 events) built through the
+# server, then every cost measured on both in one run and reported as a ratio;
+# minutes and gigabytes of temp space, so not part of `make test`. Saves
+# docs/benchmarks-scale.md unless BENCH_SCALE_ARGS replaces --save.
+BENCH_SCALE_ARGS ?= --save
+bench-scale: $(GENERATED)  ## how each cost grows from a 10k- to a 1M-event store (--scale 5: 5M; bench/README.md)
+	$(PY) bench/scale.py $(BENCH_SCALE_ARGS)
 
 contract: $(BUF_INSTALLED)  ## buf lint, and buf breaking against the released contract
 	$(BUF) lint

@@ -35,8 +35,19 @@ from ._errors import (
     TooManyItemsError,
     UnauthenticatedError,
     UnavailableError,
+    UnimplementedError,
 )
-from ._models import CHANNEL_FORMS, Artifact, Channel, Event, Snapshot, Subscription
+from ._models import (
+    CHANNEL_FORMS,
+    Artifact,
+    Channel,
+    ChannelForm,
+    Event,
+    Snapshot,
+    Subscription,
+)
+from ._resolver import ResolvedSSSNRef, SSSNRef, SSSNRefError, SSSNResolver
+from ._resources import channel_resource, snapshot_resource
 from ._sync import EventStream, SSSNClient
 
 __version__ = "0.1.0"
@@ -55,6 +66,7 @@ __all__ = [
     "AsyncSSSNClient",
     "Channel",
     "ChannelExistsError",
+    "ChannelForm",
     "ChannelNotFoundError",
     "ClientClosedError",
     "DeadlineExceededError",
@@ -70,10 +82,14 @@ __all__ = [
     "NotFoundError",
     "PayloadTooDeepError",
     "PermissionDeniedError",
+    "ResolvedSSSNRef",
     "ResourceExhaustedError",
     "SSSNClient",
     "SSSNClientError",
     "SSSNError",
+    "SSSNRef",
+    "SSSNRefError",
+    "SSSNResolver",
     "ServerShuttingDownError",
     "Snapshot",
     "SnapshotNotFoundError",
@@ -86,5 +102,8 @@ __all__ = [
     "TooManyItemsError",
     "UnauthenticatedError",
     "UnavailableError",
+    "UnimplementedError",
     "__version__",
+    "channel_resource",
+    "snapshot_resource",
 ]

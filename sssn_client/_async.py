@@ -7,6 +7,7 @@ import contextlib
 import weakref
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -16,12 +17,12 @@ from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
 
 from . import _calls as calls
 from ._config import (
-    DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     CallMetadata,
     ChannelOptions,
     call_metadata,
     channel_options,
+    client_address,
 )
 from ._errors import ClientClosedError, SSSNClientError, UnavailableError, error_from_rpc
 from ._models import Artifact, Channel, Event, Snapshot, Subscription
@@ -33,28 +34,33 @@ T = TypeVar("T")
 class AsyncSSSNClient:
     """asyncio client of an SSSN gRPC server: the methods of `SSSNClient` as coroutines.
 
-    Create it inside a running event loop and close it there (`await
-    client.close()` or `async with`). Arguments and errors are those of `SSSNClient`.
+    Arguments and errors are those of `SSSNClient`. The client may be created
+    anywhere (even before `asyncio.run`, as the reference's client allows):
+    it connects on its first call, in that call's event loop, and connects
+    again if later used in another loop. Close it in the loop that uses it
+    (`await client.close()` or `async with`).
     """
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | None = None,
         *,
+        base_url: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: CallMetadata = None,
         options: ChannelOptions = (),
     ) -> None:
-        self.target = target
+        self.target, credentials = client_address(target, base_url, credentials)
         self.timeout = timeout
         self._metadata = call_metadata(metadata)
-        settings = channel_options(options)
-        if credentials is None:
-            self._channel = grpc.aio.insecure_channel(target, options=settings)
-        else:
-            self._channel = grpc.aio.secure_channel(target, credentials, options=settings)
-        self._stub = pb_grpc.StoreServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._settings = channel_options(options)
+        self._credentials = credentials
+        # A grpc.aio channel belongs to the event loop it was made in, so it is
+        # made in the loop of the first call (see `_connect`).
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._streams: weakref.WeakSet[AsyncEventStream] = weakref.WeakSet()
         self._closed = False
 
@@ -71,7 +77,9 @@ class AsyncSSSNClient:
         self._closed = True
         for stream in list(self._streams):
             stream.cancel()
-        await self._channel.close()
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None and self._loop is asyncio.get_running_loop():
+            await channel.close()
 
     async def __aenter__(self) -> AsyncSSSNClient:
         return self
@@ -103,6 +111,10 @@ class AsyncSSSNClient:
     async def get_channel(self, name: str) -> Channel:
         """See `SSSNClient.get_channel`."""
         return await self._unary(calls.get_channel(name))
+
+    async def delete_channel(self, name: str) -> int:
+        """See `SSSNClient.delete_channel`."""
+        return await self._unary(calls.delete_channel(name))
 
     # Events
 
@@ -145,7 +157,7 @@ class AsyncSSSNClient:
             if batch:
                 yield stream.request(batch)
 
-        call = self._stub.AppendEventStream(requests(), metadata=self._metadata)
+        call = self._connect().AppendEventStream(requests(), metadata=self._metadata)
         try:
             async for response in call:
                 for result in stream.results(response):
@@ -170,9 +182,27 @@ class AsyncSSSNClient:
         kind: str | None = None,
     ) -> list[Event]:
         """See `SSSNClient.query_events`."""
-        return await self._unary(
-            calls.query_events(channel, after_cursor=after_cursor, limit=limit, kind=kind)
+        query = calls.Query(channel, after_cursor=after_cursor, limit=limit, kind=kind)
+        events: list[Event] = []
+        while not query.done:
+            events.extend(query.add(await self._unary(query.next_page())))
+        return events
+
+    async def iter_events(
+        self,
+        channel: str,
+        *,
+        after_cursor: int = 0,
+        kind: str | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[Event]:
+        """See `SSSNClient.iter_events`; use it with `async for` (no await)."""
+        query = calls.Query(
+            channel, after_cursor=after_cursor, limit=None, kind=kind, page_size=page_size
         )
+        while not query.done:
+            for event in query.add(await self._unary(query.next_page())):
+                yield event
 
     # Subscriptions
 
@@ -202,6 +232,32 @@ class AsyncSSSNClient:
         """See `SSSNClient.get_subscription`."""
         return await self._unary(calls.get_subscription(subscription_id))
 
+    async def list_subscriptions(self, channel: str | None = None) -> list[Subscription]:
+        """See `SSSNClient.list_subscriptions`."""
+        subscriptions: list[Subscription] = []
+        token = ""
+        while True:
+            page, token = await self._unary(calls.list_subscriptions_page(channel, token))
+            subscriptions.extend(page)
+            if not token:
+                return subscriptions
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        """See `SSSNClient.delete_subscription`."""
+        await self._unary(calls.delete_subscription(subscription_id))
+
+    async def seek_subscription(
+        self,
+        subscription_id: str,
+        *,
+        cursor: int | None = None,
+        timestamp: float | datetime | None = None,
+    ) -> Subscription:
+        """See `SSSNClient.seek_subscription`."""
+        return await self._unary(
+            calls.seek_subscription(subscription_id, cursor=cursor, timestamp=timestamp)
+        )
+
     async def pull_subscription(
         self, subscription_id: str, *, limit: int | None = None
     ) -> list[Event]:
@@ -210,7 +266,7 @@ class AsyncSSSNClient:
         request = calls.pull_request(subscription_id, limit=limit, follow=False)
         events: list[Event] = []
         try:
-            async for message in self._stub.PullSubscription(
+            async for message in self._connect().PullSubscription(
                 request, timeout=self.timeout, metadata=self._metadata
             ):
                 events.extend(calls.events_of(message))
@@ -287,7 +343,7 @@ class AsyncSSSNClient:
                 yield chunk
 
         try:
-            response = await self._stub.UploadArtifact(
+            response = await self._connect().UploadArtifact(
                 requests(), timeout=self.timeout, metadata=self._metadata
             )
         except grpc.RpcError as exc:
@@ -304,7 +360,7 @@ class AsyncSSSNClient:
         read = calls.ArtifactRead(artifact_id)
         request = calls.read_artifact_request(artifact_id)
         try:
-            async for message in self._stub.ReadArtifact(
+            async for message in self._connect().ReadArtifact(
                 request, timeout=self.timeout, metadata=self._metadata
             ):
                 read.add(message)
@@ -348,6 +404,23 @@ class AsyncSSSNClient:
         if self._closed:
             raise ClientClosedError("The client is closed.")
 
+    def _connect(self) -> Any:
+        """The stub over this event loop's channel, made on first use in the loop."""
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        if self._stub is None or self._loop is not loop:
+            # The channel of another loop cannot be closed from this one (closing
+            # awaits in its own loop), so it is left to the garbage collector.
+            if self._credentials is None:
+                self._channel = grpc.aio.insecure_channel(self.target, options=self._settings)
+            else:
+                self._channel = grpc.aio.secure_channel(
+                    self.target, self._credentials, options=self._settings
+                )
+            self._stub = pb_grpc.StoreServiceStub(self._channel)  # type: ignore[no-untyped-call]
+            self._loop = loop
+        return self._stub
+
     def _error(self, exc: grpc.RpcError) -> Exception:
         if self._closed and exc.code() == grpc.StatusCode.CANCELLED:
             return ClientClosedError("The client was closed during the call.")
@@ -355,7 +428,7 @@ class AsyncSSSNClient:
 
     async def _unary(self, call: calls.Unary[T]) -> T:
         self._check_open()
-        method = getattr(self._stub, call.method)
+        method = getattr(self._connect(), call.method)
         try:
             response = await method(call.request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
@@ -364,7 +437,7 @@ class AsyncSSSNClient:
 
     def _open_stream(self, options: SubscribeOptions) -> Any:
         self._check_open()
-        return self._stub.PullSubscription(options.request(), metadata=self._metadata)
+        return self._connect().PullSubscription(options.request(), metadata=self._metadata)
 
 
 class AsyncEventStream:

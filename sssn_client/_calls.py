@@ -6,12 +6,13 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import IO, Any, Generic, TypeVar
 
 from google.rpc import status_pb2
 
+from sssn_proto.v1 import event_pb2, subscription_pb2
 from sssn_proto.v1 import store_service_pb2 as pb
-from sssn_proto.v1 import subscription_pb2
 
 from . import _convert as convert
 from ._config import UPLOAD_CHUNK, UPLOAD_THRESHOLD
@@ -63,12 +64,32 @@ def list_channels_page(page_token: str) -> Unary[tuple[list[Channel], str]]:
     )
 
 
+def delete_channel(name: str) -> Unary[int]:
+    with convert.encoding("name"):
+        request = pb.DeleteChannelRequest(name=name)
+    return Unary("DeleteChannel", request, lambda r: int(r.deleted_events))
+
+
 # Events
+
+
+def acknowledged(sent: event_pb2.Event, stored: event_pb2.Event, abridged: bool) -> Event:
+    """The event an append returns: the stored one, or for an abridged
+    acknowledgement (only id, channel, cursor and timestamp) the event as it
+    was sent, completed with those four fields."""
+    if not abridged:
+        return convert.event_from_proto(stored)
+    event = event_pb2.Event()
+    event.CopyFrom(sent)
+    event.id, event.channel, event.cursor = stored.id, stored.channel, stored.cursor
+    event.timestamp.CopyFrom(stored.timestamp)
+    event.kind = event.kind or "event"  # the server's default, as a full answer would say
+    return convert.event_from_proto(event)
 
 
 def append_event(event: Event | Mapping[str, Any]) -> Unary[Event]:
     request = pb.AppendEventRequest(event=convert.event_to_proto(coerce(Event, event)))
-    return Unary("AppendEvent", request, lambda r: convert.event_from_proto(r.event))
+    return Unary("AppendEvent", request, lambda r: acknowledged(request.event, r.event, r.abridged))
 
 
 def append_events(events: Iterable[Event | Mapping[str, Any]]) -> Unary[list[Event]]:
@@ -81,7 +102,10 @@ def append_events(events: Iterable[Event | Mapping[str, Any]]) -> Unary[list[Eve
     return Unary(
         "AppendEvents",
         pb.AppendEventsRequest(events=messages),
-        lambda r: [convert.event_from_proto(e) for e in r.events],
+        lambda r: [
+            acknowledged(sent, stored, r.abridged)
+            for sent, stored in zip(messages, r.events, strict=True)
+        ],
     )
 
 
@@ -100,7 +124,11 @@ class AppendStream:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise invalid("batch_size", "must be a positive integer")
         self.batch_size = batch_size
-        self._sent: deque[list[SSSNClientError | None]] = deque()
+        # What each unanswered request held: its events' local errors, and the
+        # request itself (to complete abridged acknowledgements).
+        self._sent: deque[tuple[list[SSSNClientError | None], pb.AppendEventStreamRequest]] = (
+            deque()
+        )
 
     def request(self, batch: Iterable[Event | Mapping[str, Any]]) -> pb.AppendEventStreamRequest:
         """The request message of `batch` (at most `batch_size` events)."""
@@ -114,21 +142,21 @@ class AppendStream:
             else:
                 request.events.append(message)
                 local.append(None)
-        self._sent.append(local)
+        self._sent.append((local, request))
         return request
 
     def results(self, response: pb.AppendEventStreamResponse) -> list[Event | SSSNClientError]:
         """The results of the oldest unanswered request, one per event it was given."""
-        local = self._sent.popleft()
-        answers = iter(response.results)
+        local, request = self._sent.popleft()
+        answers = iter(zip(request.events, response.results, strict=True))
         results: list[Event | SSSNClientError] = []
         for error in local:
             if error is not None:
                 results.append(error)
                 continue
-            answer = next(answers)
+            sent, answer = next(answers)
             if answer.WhichOneof("result") == "event":
-                results.append(convert.event_from_proto(answer.event))
+                results.append(acknowledged(sent, answer.event, response.abridged))
             else:
                 status = status_pb2.Status.FromString(answer.error.SerializeToString())
                 results.append(error_from_status(status_code_of(status.code), status))
@@ -141,14 +169,71 @@ def get_event(event_id: str) -> Unary[Event]:
     return Unary("GetEvent", request, lambda r: convert.event_from_proto(r.event))
 
 
-def query_events(
+def query_events_page(
     channel: str, *, after_cursor: int, limit: int, kind: str | None
-) -> Unary[list[Event]]:
+) -> Unary[tuple[list[Event], bool]]:
+    """One `QueryEvents` call: its events, and whether the server cut the page
+    short to keep the response under its size budget (more may follow)."""
     with convert.encoding("query"):
         request = pb.QueryEventsRequest(
             channel=channel, after_cursor=after_cursor, limit=limit, kind=kind or ""
         )
-    return Unary("QueryEvents", request, lambda r: [convert.event_from_proto(e) for e in r.events])
+    return Unary(
+        "QueryEvents",
+        request,
+        lambda r: ([convert.event_from_proto(e) for e in r.events], r.truncated),
+    )
+
+
+QUERY_PAGE_MAX = 10_000
+"""The most events the server returns per `QueryEvents` call, whatever the limit."""
+
+
+class Query:
+    """Reads up to `limit` events of a channel (every one for None) over as many
+    `QueryEvents` calls as it takes, `page_size` events at most per call.
+
+    A page is followed from its last cursor when the server cut it short to
+    stay under its response size (`truncated`) or when it is full; a short
+    page that is not truncated is the channel's current end.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        *,
+        after_cursor: int,
+        limit: int | None,
+        kind: str | None,
+        page_size: int = QUERY_PAGE_MAX,
+    ) -> None:
+        self._channel, self._kind = channel, kind
+        self._after, self._left, self._page_size = after_cursor, limit, page_size
+        self._asked: Any = None
+        self.done = False
+
+    def next_page(self) -> Unary[tuple[list[Event], bool]]:
+        asked: Any = self._page_size if self._left is None else self._left
+        if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
+            asked = min(asked, self._page_size, QUERY_PAGE_MAX)
+        # Anything else goes out as given, for the encoding or the server to refuse.
+        self._asked = asked
+        return query_events_page(
+            self._channel, after_cursor=self._after, limit=asked, kind=self._kind
+        )
+
+    def add(self, page: tuple[list[Event], bool]) -> list[Event]:
+        """Takes the answer to `next_page()`; returns its events."""
+        events, truncated = page
+        if self._left is not None:
+            self._left -= len(events)
+        if events:
+            self._after = events[-1].cursor or self._after
+        at_end = len(events) < self._asked and not truncated
+        enough = self._left is not None and self._left <= 0
+        # An empty page cannot move forward, even a truncated one: stop, not spin.
+        self.done = not events or at_end or enough
+        return events
 
 
 # Subscriptions
@@ -186,6 +271,60 @@ def get_subscription(subscription_id: str) -> Unary[Subscription]:
     return Unary(
         "GetSubscription", request, lambda r: convert.subscription_from_proto(r.subscription)
     )
+
+
+def list_subscriptions_page(
+    channel: str | None, page_token: str
+) -> Unary[tuple[list[Subscription], str]]:
+    """One page of `ListSubscriptions` (the server's largest); the client follows the tokens."""
+    with convert.encoding("channel"):
+        request = pb.ListSubscriptionsRequest(
+            channel=channel or "", page_size=1000, page_token=page_token
+        )
+    return Unary(
+        "ListSubscriptions",
+        request,
+        lambda r: (
+            [convert.subscription_from_proto(s) for s in r.subscriptions],
+            r.next_page_token,
+        ),
+    )
+
+
+def delete_subscription(subscription_id: str) -> Unary[None]:
+    with convert.encoding("subscription_id"):
+        request = pb.DeleteSubscriptionRequest(subscription_id=subscription_id)
+    return Unary("DeleteSubscription", request, lambda r: None)
+
+
+def seek_subscription(
+    subscription_id: str, *, cursor: int | None, timestamp: float | datetime | None
+) -> Unary[Subscription]:
+    if (cursor is None) == (timestamp is None):
+        raise invalid("position", "give exactly one of cursor and timestamp")
+    with convert.encoding("subscription_id"):
+        request = pb.SeekSubscriptionRequest(subscription_id=subscription_id)
+    if cursor is not None:
+        if isinstance(cursor, bool) or not isinstance(cursor, int):
+            raise invalid("cursor", "must be an integer")
+        with convert.encoding("cursor"):
+            request.cursor = cursor
+    else:
+        request.timestamp.CopyFrom(convert.to_timestamp(_seconds(timestamp), "timestamp"))
+    return Unary(
+        "SeekSubscription", request, lambda r: convert.subscription_from_proto(r.subscription)
+    )
+
+
+def _seconds(timestamp: float | datetime | None) -> float:
+    """Seconds since the epoch of a number or of a timezone-aware datetime."""
+    if isinstance(timestamp, datetime):
+        if timestamp.tzinfo is None:
+            raise invalid("timestamp", "a datetime needs a timezone (naive ones are ambiguous)")
+        return timestamp.timestamp()
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
+        raise invalid("timestamp", "must be seconds since the epoch or an aware datetime")
+    return float(timestamp)
 
 
 ACK_MODES = {"auto": subscription_pb2.ACK_MODE_AUTO, "manual": subscription_pb2.ACK_MODE_MANUAL}

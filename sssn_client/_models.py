@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, get_args
 
 from ._errors import invalid
 
-# Channel forms as the reference spells them; the first is the default.
-CHANNEL_FORMS: tuple[str, ...] = (
+ChannelForm = Literal[
     "log",
     "queue",
     "topic",
@@ -24,7 +25,11 @@ CHANNEL_FORMS: tuple[str, ...] = (
     "tree",
     "forum",
     "hub",
-)
+]
+"""The type of `Channel.form`: the forms as the reference spells them."""
+
+# The same forms as a tuple; the first is the default.
+CHANNEL_FORMS: tuple[str, ...] = get_args(ChannelForm)
 DEFAULT_MEDIA_TYPE = "application/octet-stream"
 
 
@@ -68,6 +73,42 @@ class _Model:
         except TypeError as exc:  # a required field is missing
             raise invalid(label, str(exc)) from exc
 
+    # The pydantic methods that code written for the reference's models calls.
+
+    def model_dump(
+        self, *, mode: str = "python", by_alias: bool = False, exclude_none: bool = False
+    ) -> dict[str, Any]:
+        """The model as a new dict, keyed as the reference's `model_dump` keys it:
+        `schema` is `schema_ref` unless `by_alias`; `mode="json"` turns tuples
+        into lists; `exclude_none` leaves out fields that are None."""
+        if mode not in ("python", "json"):
+            raise invalid("mode", "must be 'python' or 'json'")
+        if mode == "json":
+            data = self.to_dict()
+        else:
+            data = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}  # type: ignore[arg-type]
+        dumped: dict[str, Any] = {}
+        for key, value in data.items():
+            if exclude_none and value is None:
+                continue
+            dumped["schema_ref" if key == "schema" and not by_alias else key] = value
+        return copy.deepcopy(dumped)
+
+    def model_dump_json(self, *, by_alias: bool = False, exclude_none: bool = False) -> str:
+        """The model as compact JSON text, as the reference's `model_dump_json` writes it."""
+        data = self.model_dump(mode="json", by_alias=by_alias, exclude_none=exclude_none)
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        """Builds a model from a dict (or returns a model of this class as it is)."""
+        return data if isinstance(data, cls) else cls.from_dict(data)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with the fields of `update` replaced (frozen models change this way)."""
+        changed = dataclasses.replace(self, **dict(update or {}))  # type: ignore[type-var]
+        return copy.deepcopy(changed) if deep else changed
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Channel(_Model):
@@ -79,6 +120,11 @@ class Channel(_Model):
     """One of `CHANNEL_FORMS`."""
     description: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schema_ref(self) -> str | None:
+        """The reference's attribute name for `schema`."""
+        return self.schema
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +143,11 @@ class Event(_Model):
     metadata: dict[str, Any] = field(default_factory=dict)
     correlation_id: str | None = None
     parent_ids: tuple[str, ...] = ()
+
+    @property
+    def schema_ref(self) -> str | None:
+        """The reference's attribute name for `schema`."""
+        return self.schema
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +187,11 @@ class Snapshot(_Model):
     schema: str | None = None
     source_event_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schema_ref(self) -> str | None:
+        """The reference's attribute name for `schema`."""
+        return self.schema
 
 
 ModelT = TypeVar("ModelT", Channel, Event, Subscription, Artifact, Snapshot)

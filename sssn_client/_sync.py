@@ -7,6 +7,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -16,12 +17,12 @@ from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
 
 from . import _calls as calls
 from ._config import (
-    DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     CallMetadata,
     ChannelOptions,
     call_metadata,
     channel_options,
+    client_address,
 )
 from ._errors import ClientClosedError, SSSNClientError, UnavailableError, error_from_rpc
 from ._models import Artifact, Channel, Event, Snapshot, Subscription
@@ -37,13 +38,23 @@ class SSSNClient:
     share between threads. Close it, or use it as a context manager.
 
     Args:
-        target: `host:port` of the server (any gRPC target string works).
+        target: the server's address: `host:port` (any gRPC target string
+            works), or the base URL a client of the reference took:
+            `http://host:port` connects in plain text, `https://host:port`
+            over TLS (with `credentials`, else the system's CAs). Defaults to
+            `localhost:7700`.
+        base_url: the reference's name of `target`, for code that passes it
+            by keyword; give one or the other.
         timeout: deadline in seconds of every call except following
             subscriptions; None waits forever. Raise it for very large artifacts.
         credentials: `grpc.ssl_channel_credentials(...)` and the like for TLS;
-            None connects in plain text.
+            None connects in plain text (except to an `https://` URL).
         metadata: pairs (or a mapping) sent with every call, e.g. an auth token.
         options: extra gRPC channel options; they override the client's defaults.
+
+    Raises:
+        InvalidPayloadError: the address is not one of those forms (an
+            unknown scheme, a URL with a path, a port that is not a number...).
 
     Every method raises `SSSNClientError` (a subclass named after the server's
     reason, such as `ChannelNotFoundError`) when the call fails, and
@@ -52,21 +63,22 @@ class SSSNClient:
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | None = None,
         *,
+        base_url: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: CallMetadata = None,
         options: ChannelOptions = (),
     ) -> None:
-        self.target = target
+        self.target, credentials = client_address(target, base_url, credentials)
         self.timeout = timeout
         self._metadata = call_metadata(metadata)
         settings = channel_options(options)
         if credentials is None:
-            self._channel = grpc.insecure_channel(target, options=settings)
+            self._channel = grpc.insecure_channel(self.target, options=settings)
         else:
-            self._channel = grpc.secure_channel(target, credentials, options=settings)
+            self._channel = grpc.secure_channel(self.target, credentials, options=settings)
         self._stub = pb_grpc.StoreServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
         self._streams_lock = threading.Lock()  # streams open and close from any thread
@@ -120,6 +132,16 @@ class SSSNClient:
         """Returns one channel. Raises `ChannelNotFoundError`."""
         return self._unary(calls.get_channel(name))
 
+    def delete_channel(self, name: str) -> int:
+        """Deletes a channel with its events, subscriptions (their open streams end
+        with `SubscriptionNotFoundError`), snapshots and artifact records, and
+        returns how many events it held. Needs the `admin` grant.
+
+        Raises `ChannelNotFoundError`, `PermissionDeniedError`, and
+        `UnimplementedError` from a server older than the call.
+        """
+        return self._unary(calls.delete_channel(name))
+
     # Events
 
     def append_event(self, event: Event | Mapping[str, Any]) -> Event:
@@ -129,12 +151,23 @@ class SSSNClient:
         so an append with an explicit id is safe to retry. Raises
         `ChannelNotFoundError`, `EventNotFoundError` (a missing parent),
         `EventExistsError` (the id is used in another channel), `InvalidPayloadError`.
+
+        When the server abridges its acknowledgement (the token may write the
+        channel but not read it), the returned event is the one sent, with
+        the `id`, `cursor` and `timestamp` the server gave it; for an id that
+        already existed the stored content may differ (`get_event` reads it).
         """
         return self._unary(calls.append_event(event))
 
     def append_events(self, events: Iterable[Event | Mapping[str, Any]]) -> list[Event]:
         """Appends several events atomically (all or none); errors as `append_event`,
-        plus `TooManyItemsError` above the server's batch limit."""
+        plus `TooManyItemsError` above the server's batch limit.
+
+        Returns the stored events in order. When the full events would not fit
+        in one response (or the token cannot read a channel), the server sends
+        only their ids, cursors and timestamps: each returned event is then the
+        one sent, completed with those, as `append_event` explains.
+        """
         return self._unary(calls.append_events(events))
 
     def append_event_stream(
@@ -148,7 +181,8 @@ class SSSNClient:
         or the `SSSNClientError` that refused that event alone (for example
         `ChannelNotFoundError`, or `InvalidPayloadError` for an event the client
         cannot encode); a refused event does not stop the others. Events are
-        appended independently, not atomically; ids make resending safe.
+        appended independently, not atomically; ids make resending safe. An
+        abridged answer is completed from the events sent, as in `append_events`.
 
         Raises (after yielding the results before it) the error that ended the
         whole stream: `TooManyItemsError` (a batch above the server's limit),
@@ -203,10 +237,38 @@ class SSSNClient:
         kind: str | None = None,
     ) -> list[Event]:
         """Returns up to `limit` events of `channel` with a cursor above `after_cursor`,
-        in cursor order, optionally only of one `kind`. Raises `ChannelNotFoundError`."""
-        return self._unary(
-            calls.query_events(channel, after_cursor=after_cursor, limit=limit, kind=kind)
+        in cursor order, optionally only of one `kind`.
+
+        Fewer than `limit` events means the channel has no more for now: a page
+        the server cut short to stay under its response size (`truncated`), or
+        a limit above the 10,000 events the server returns per call, is read
+        over as many calls as it takes. Raises
+        `ChannelNotFoundError`, `InvalidPayloadError` (a negative cursor, a
+        limit <= 0, a malformed kind).
+        """
+        query = calls.Query(channel, after_cursor=after_cursor, limit=limit, kind=kind)
+        events: list[Event] = []
+        while not query.done:
+            events.extend(query.add(self._unary(query.next_page())))
+        return events
+
+    def iter_events(
+        self,
+        channel: str,
+        *,
+        after_cursor: int = 0,
+        kind: str | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[Event]:
+        """Yields every event of `channel` after `after_cursor` (optionally of one
+        `kind`) in cursor order, reading at most `page_size` events per call
+        (fewer when the server truncates a page), until the channel's current
+        end. Errors as `query_events`, raised from the iteration."""
+        query = calls.Query(
+            channel, after_cursor=after_cursor, limit=None, kind=kind, page_size=page_size
         )
+        while not query.done:
+            yield from query.add(self._unary(query.next_page()))
 
     # Subscriptions
 
@@ -238,6 +300,44 @@ class SSSNClient:
     def get_subscription(self, subscription_id: str) -> Subscription:
         """Returns a subscription with its cursor. Raises `SubscriptionNotFoundError`."""
         return self._unary(calls.get_subscription(subscription_id))
+
+    def list_subscriptions(self, channel: str | None = None) -> list[Subscription]:
+        """Returns every subscription (only those of `channel` if given) with its
+        cursor, ordered by id, following the server's pages. Raises
+        `ChannelNotFoundError` for a missing `channel`."""
+        subscriptions: list[Subscription] = []
+        token = ""
+        while True:
+            page, token = self._unary(calls.list_subscriptions_page(channel, token))
+            subscriptions.extend(page)
+            if not token:
+                return subscriptions
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        """Deletes a subscription; its open stream ends with `SubscriptionNotFoundError`.
+        Raises `SubscriptionNotFoundError` if it does not exist."""
+        self._unary(calls.delete_subscription(subscription_id))
+
+    def seek_subscription(
+        self,
+        subscription_id: str,
+        *,
+        cursor: int | None = None,
+        timestamp: float | datetime | None = None,
+    ) -> Subscription:
+        """Moves a subscription backward (replay) or forward (skip) and returns it.
+
+        Give exactly one position: `cursor` (the next event delivered is the
+        first after it; 0 replays the channel) or `timestamp` (seconds since the
+        epoch or an aware datetime: the next event is the first stamped at or
+        after it; a float keeps about a microsecond of precision, so resume at
+        a known event by its cursor). An open stream continues from there;
+        unacknowledged deliveries are forgotten. Raises `SubscriptionNotFoundError`,
+        `InvalidPayloadError` (no position, both, or a negative cursor).
+        """
+        return self._unary(
+            calls.seek_subscription(subscription_id, cursor=cursor, timestamp=timestamp)
+        )
 
     def ack_subscription(self, subscription_id: str, cursor: int) -> Subscription:
         """Acknowledges every event up to `cursor` on a manual-mode subscription and
@@ -286,9 +386,11 @@ class SSSNClient:
         With `ack_mode="auto"` (the default), as with `pull_subscription`, the
         server moves the cursor when it sends events, not when you process
         them: events already sent but not yet iterated when you stop are not
-        delivered again. With `ack_mode="manual"` the cursor moves only when
-        you call `stream.ack(event)` (cumulative), and every reconnect starts
-        after the last acknowledged event, so nothing unprocessed is lost (an
+        delivered again (at most about one and a half times
+        `STREAM_WINDOW_BYTES` of events beyond the one being read). With
+        `ack_mode="manual"` the cursor moves only when you call
+        `stream.ack(event)` (cumulative), and every reconnect starts after
+        the last acknowledged event, so nothing unprocessed is lost (an
         event may come twice); the server pauses at `max_unacked`
         unacknowledged events. With `heartbeat_interval` the server sends a
         heartbeat after that many idle seconds, and a stream silent for three

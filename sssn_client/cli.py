@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,23 @@ def _json_value(raw: str) -> Any:
         raise argparse.ArgumentTypeError(f"must be valid JSON ({exc.msg})") from exc
 
 
+def _instant(raw: str) -> float | datetime:
+    """Seconds since the epoch, or an RFC 3339 date-time with its offset."""
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "must be seconds since the epoch or an RFC 3339 time such as 2024-05-01T12:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("needs a UTC offset, e.g. 2024-05-01T12:00:00Z")
+    return moment
+
+
 def _json_argument(raw: str, label: str) -> Any:
     try:
         return _json_value(raw)
@@ -118,6 +136,11 @@ def _emit(item: Channel | Event | Subscription | Artifact | Snapshot) -> None:
 def _emit_all(items: Iterable[Channel | Event | Subscription | Artifact | Snapshot]) -> None:
     for item in items:
         _emit(item)
+
+
+def _emit_object(value: dict[str, Any]) -> None:
+    """A result that is not a resource (what a delete removed), as one JSON line."""
+    print(json.dumps(value, ensure_ascii=False, separators=(",", ":")), flush=True)
 
 
 # Commands
@@ -140,6 +163,11 @@ def _create_channel(client: SSSNClient, args: argparse.Namespace) -> None:
 
 def _get_channel(client: SSSNClient, args: argparse.Namespace) -> None:
     _emit(client.get_channel(args.name))
+
+
+def _delete_channel(client: SSSNClient, args: argparse.Namespace) -> None:
+    deleted = client.delete_channel(args.name)
+    _emit_object({"name": args.name, "deleted_events": deleted})
 
 
 def _append(client: SSSNClient, args: argparse.Namespace) -> None:
@@ -184,6 +212,19 @@ def _create_subscription(client: SSSNClient, args: argparse.Namespace) -> None:
 
 def _get_subscription(client: SSSNClient, args: argparse.Namespace) -> None:
     _emit(client.get_subscription(args.id))
+
+
+def _list_subscriptions(client: SSSNClient, args: argparse.Namespace) -> None:
+    _emit_all(client.list_subscriptions(args.channel))
+
+
+def _delete_subscription(client: SSSNClient, args: argparse.Namespace) -> None:
+    client.delete_subscription(args.id)
+    _emit_object({"id": args.id, "deleted": True})
+
+
+def _seek_subscription(client: SSSNClient, args: argparse.Namespace) -> None:
+    _emit(client.seek_subscription(args.id, cursor=args.cursor, timestamp=args.timestamp))
 
 
 def _pull_subscription(client: SSSNClient, args: argparse.Namespace) -> None:
@@ -295,11 +336,15 @@ _HANDLERS: dict[str, Callable[[SSSNClient, argparse.Namespace], None]] = {
     "channels": _channels,
     "create-channel": _create_channel,
     "get-channel": _get_channel,
+    "delete-channel": _delete_channel,
     "append": _append,
     "query-events": _query_events,
     "get-event": _get_event,
     "create-subscription": _create_subscription,
     "get-subscription": _get_subscription,
+    "list-subscriptions": _list_subscriptions,
+    "delete-subscription": _delete_subscription,
+    "seek-subscription": _seek_subscription,
     "pull-subscription": _pull_subscription,
     "write-artifact": _write_artifact,
     "get-artifact": _get_artifact,
@@ -328,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--target",
         default=os.environ.get("SSSN_TARGET", DEFAULT_TARGET),
-        help=f"server address host:port [SSSN_TARGET] (default: {DEFAULT_TARGET})",
+        help="server address: host:port, http://host:port (plain text) or "
+        f"https://host:port (TLS) [SSSN_TARGET] (default: {DEFAULT_TARGET})",
     )
     parser.add_argument(
         "--timeout",
@@ -359,6 +405,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     get_channel = command("get-channel", "Read one channel")
     get_channel.add_argument("name")
+
+    delete_channel = command(
+        "delete-channel",
+        "Delete a channel with its events, subscriptions and snapshots",
+        "Delete a channel with its events, its subscriptions, its snapshots and the "
+        "records of its artifacts, and print how many events it held. Needs a token "
+        "with the admin grant on the channel when the server checks tokens.",
+    )
+    delete_channel.add_argument("name")
 
     append = command("append", "Append one JSON event to a channel")
     append.add_argument("channel")
@@ -398,6 +453,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     get_subscription = command("get-subscription", "Read a subscription and its cursor")
     get_subscription.add_argument("id")
+
+    list_subscriptions = command(
+        "list-subscriptions", "List subscriptions with their cursors (JSON Lines, by id)"
+    )
+    list_subscriptions.add_argument("--channel", help="only the subscriptions of this channel")
+
+    delete_subscription = command(
+        "delete-subscription",
+        "Delete a subscription",
+        "Delete a subscription; a stream open on it ends with SUBSCRIPTION_NOT_FOUND.",
+    )
+    delete_subscription.add_argument("id")
+
+    seek_subscription = command(
+        "seek-subscription",
+        "Move a subscription's cursor back (replay) or forward (skip)",
+        "Move a subscription so that the next event it delivers is the first after "
+        "--cursor, or the first stamped at or after --timestamp; print the subscription.",
+    )
+    seek_subscription.add_argument("id")
+    position = seek_subscription.add_mutually_exclusive_group(required=True)
+    position.add_argument(
+        "--cursor", type=int, help="deliver next the first event after this cursor (0: replay)"
+    )
+    position.add_argument(
+        "--timestamp",
+        type=_instant,
+        help="deliver next the first event stamped at or after this time "
+        "(seconds since the epoch, or RFC 3339 such as 2024-05-01T12:00:00Z)",
+    )
 
     pull_subscription = command(
         "pull-subscription",
@@ -497,16 +582,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         credentials, metadata = _connection(args)
-        with SSSNClient(
-            args.target, timeout=args.timeout, credentials=credentials, metadata=metadata
-        ) as client:
+        with _client(args, credentials, metadata) as client:
             _HANDLERS[args.command](client, args)
     except _UsageError as exc:
         # The command line parsed, so one line without the usage text, like other errors.
         print(f"sssn: error: USAGE: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except SSSNClientError as exc:
-        print(f"sssn: error: {exc.error_type}: {exc.message}", file=sys.stderr, flush=True)
+        print(f"sssn: error: {exc.reason}: {exc.message}", file=sys.stderr, flush=True)
         return exit_code(exc)
     except SSSNError as exc:
         print(f"sssn: error: {exc}", file=sys.stderr, flush=True)
@@ -518,6 +601,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return 0
+
+
+def _client(
+    args: argparse.Namespace,
+    credentials: grpc.ChannelCredentials | None,
+    metadata: dict[str, str] | None,
+) -> SSSNClient:
+    try:
+        return SSSNClient(
+            args.target, timeout=args.timeout, credentials=credentials, metadata=metadata
+        )
+    except InvalidPayloadError as exc:  # an unusable --target is a bad command line
+        raise _UsageError(f"--{exc.message}") from None
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:

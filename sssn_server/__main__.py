@@ -13,8 +13,9 @@ from pathlib import Path
 
 from . import __version__
 from .app import serve
-from .config import DURABILITY_LEVELS, ServerConfig
+from .config import DURABILITY_LEVELS, MAX_EVENT_BYTES_CEILING, ServerConfig
 from .loops import EVENT_LOOPS, default_event_loop, loop_factory
+from .store.base import StoreLockedError
 
 _DEFAULTS = ServerConfig()
 
@@ -40,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         type=Path,
         default=Path(_env("STORE", _DEFAULTS.store)),
-        help="store folder holding sssn.sqlite and artifacts/ [SSSN_STORE] (default: .sssn)",
+        help=(
+            "store folder holding sssn.sqlite and artifacts/; one writer at a time, a "
+            "second exits with status 2 [SSSN_STORE] (default: .sssn)"
+        ),
     )
     parser.add_argument(
         "--host",
@@ -58,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=_env_flag("READ_ONLY"),
         help=(
-            "serve an existing store, refuse every write and write no file; with no "
-            "writer running it serves a snapshot [SSSN_READ_ONLY]"
+            "serve an existing store, refuse every write and write no file; runs beside "
+            "the store's writer, and with no writer running serves a snapshot "
+            "[SSSN_READ_ONLY]"
         ),
     )
     parser.add_argument(
@@ -99,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(_env("MAX_MESSAGE_BYTES", _DEFAULTS.max_message_bytes)),
         help="largest request message accepted [SSSN_MAX_MESSAGE_BYTES] (default: 4 MiB)",
+    )
+    parser.add_argument(
+        "--max-event-bytes",
+        type=int,
+        default=int(_env("MAX_EVENT_BYTES", _DEFAULTS.max_event_bytes)),
+        help=(
+            "largest event (and snapshot value) stored, as encoded; larger ones are refused "
+            f"with EVENT_TOO_LARGE; at most {MAX_EVENT_BYTES_CEILING} so that every stored "
+            "event fits in a message a stock client accepts [SSSN_MAX_EVENT_BYTES] "
+            "(default: 1 MiB; other limits: docs/limits.md)"
+        ),
     )
     parser.add_argument(
         "--heartbeat-interval",
@@ -200,8 +216,17 @@ def _add_mesh_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-host",
         metavar="HOST",
-        default=os.environ.get("SSSN_METRICS_HOST") or None,
-        help="interface of the metrics endpoint [SSSN_METRICS_HOST] (default: --host)",
+        default=os.environ.get("SSSN_METRICS_HOST") or _DEFAULTS.metrics_host,
+        help="interface of the metrics endpoint, whatever --host is; 0.0.0.0 for all "
+        f"[SSSN_METRICS_HOST] (default: {_DEFAULTS.metrics_host})",
+    )
+    parser.add_argument(
+        "--metrics-token",
+        metavar="TOKEN",
+        default=os.environ.get("SSSN_METRICS_TOKEN") or None,
+        help="require `Authorization: Bearer TOKEN` on the metrics endpoint (401 without); "
+        "prefer the variable, which process listings do not show [SSSN_METRICS_TOKEN] "
+        "(default: none)",
     )
     parser.add_argument(
         "--access-log",
@@ -227,6 +252,7 @@ _MESH_SETTINGS = (
     "auth_tokens",
     "metrics_port",
     "metrics_host",
+    "metrics_token",
     "access_log",
 )
 
@@ -252,6 +278,8 @@ _CHOICES = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not 1 <= args.max_event_bytes <= MAX_EVENT_BYTES_CEILING:
+        parser.error(f"--max-event-bytes must be between 1 and {MAX_EVENT_BYTES_CEILING}")
     for dest, (variable, choices) in _CHOICES.items():
         if getattr(args, dest) not in choices:
             parser.error(
@@ -271,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         grace=args.grace,
         max_artifact_bytes=args.max_artifact_bytes,
         max_message_bytes=args.max_message_bytes,
+        max_event_bytes=args.max_event_bytes,
         heartbeat_interval=args.heartbeat_interval,
     )
     # Issue 6's settings, copied by name from the parsed flags.
@@ -285,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve(config))
+    except StoreLockedError as exc:  # another server writes to this store
+        print(f"sssn-server: {exc}", file=sys.stderr)
+        return 2
     except FileNotFoundError as exc:  # --read-only on a missing store
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2

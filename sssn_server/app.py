@@ -12,7 +12,6 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
 
 from sssn_proto.v1 import store_service_pb2
 
@@ -20,7 +19,7 @@ from .api import StoreServicer
 from .api import _convert as convert
 from .api._auth import AuthInterceptor, TokenTable
 from .api._handlers import add_store_service
-from .api._metrics import Metrics, MetricsInterceptor
+from .api._metrics import Metrics, MetricsInterceptor, start_metrics_endpoint
 from .collector import YOUNG_THRESHOLD, tune_for_serving
 from .config import DURABILITY_LEVELS, ServerConfig
 from .domain.service import ChannelService, Limits
@@ -103,15 +102,20 @@ class SSSNServer:
             self.store,
             Limits(
                 max_artifact_bytes=config.max_artifact_bytes,
+                max_event_bytes=config.max_event_bytes,
                 heartbeat_interval=config.heartbeat_interval,
             ),
             encode_event=convert.encode_event,
+            measure_json=convert.json_size,
         )
         self._server: grpc.aio.Server | None = None
         self.port = 0
         self.health = health.aio.HealthServicer()
         self.metrics = Metrics() if config.metrics_port is not None else None
+        if self.metrics is not None:
+            self.service.add_subscription_deleted_listener(self.metrics.forget_subscription)
         self.metrics_port: int | None = None
+        self.metrics_host: str | None = None
         self._metrics_http: Any = None
 
     @property
@@ -162,11 +166,14 @@ class SSSNServer:
         self._server = server
 
     def _start_metrics_endpoint(self, metrics: Metrics) -> None:
-        host = self.config.metrics_host or self.config.host
-        http_server, thread = start_http_server(
-            self.config.metrics_port or 0, addr=host, registry=metrics.registry
+        http_server, thread = start_metrics_endpoint(
+            metrics.registry,
+            self.config.metrics_host,
+            self.config.metrics_port or 0,
+            self.config.metrics_token,
         )
         self._metrics_http = (http_server, thread)
+        self.metrics_host = str(http_server.server_address[0])
         self.metrics_port = int(http_server.server_port)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -218,9 +225,11 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    log.info("event loop: %s.%s", type(loop).__module__, type(loop).__name__)
     server = SSSNServer(config)
+    # Started before anything is logged: a start refused because another
+    # server holds the store is reported by one line on stderr alone.
     await server.start()
+    log.info("event loop: %s.%s", type(loop).__module__, type(loop).__name__)
     frozen = tune_for_serving()
     log.info(
         "garbage collector: %d startup objects frozen, young threshold %d",

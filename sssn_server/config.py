@@ -7,6 +7,10 @@ from pathlib import Path
 
 DURABILITY_LEVELS = {"full": "FULL", "normal": "NORMAL"}
 
+# Responses are kept under 3 MiB (a stock client accepts 4 MiB), and one
+# event with its cursor and framing must fit in one of them.
+MAX_EVENT_BYTES_CEILING = (3 << 20) - (4 << 10)
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -30,6 +34,10 @@ class ServerConfig:
     """Largest artifact accepted, in bytes."""
     max_message_bytes: int = 4 << 20
     """Largest request message accepted, in bytes (gRPC's default is 4 MiB)."""
+    max_event_bytes: int = 1 << 20
+    """Largest event (and snapshot value) stored, as encoded; at most
+    `MAX_EVENT_BYTES_CEILING`, so that any stored event fits in a message a
+    stock client accepts."""
     heartbeat_interval: float = 15.0
     """Seconds an idle following stream waits before it sends an empty message
     (issue 4); a request's `heartbeat_interval` overrides it."""
@@ -68,8 +76,12 @@ class ServerConfig:
     every StoreService call needs `authorization: Bearer <token>`."""
     metrics_port: int | None = None
     """Serve Prometheus metrics over HTTP on this port (0 picks one); None for off."""
-    metrics_host: str | None = None
-    """Interface of the metrics endpoint; None uses `host`."""
+    metrics_host: str = "127.0.0.1"
+    """Interface of the metrics endpoint: loopback unless set, whatever `host`
+    is, since the series name subscriptions and methods."""
+    metrics_token: str | None = None
+    """When set, the metrics endpoint answers 401 to requests without
+    `Authorization: Bearer <metrics_token>`."""
     access_log: bool = False
     """Log one JSON line per call (method, status, duration, peer, principal)
     on the `sssn_server.access` logger."""

@@ -31,11 +31,15 @@ COMMANDS = [
     "channels",
     "create-channel",
     "get-channel",
+    "delete-channel",
     "append",
     "query-events",
     "get-event",
     "create-subscription",
     "get-subscription",
+    "list-subscriptions",
+    "delete-subscription",
+    "seek-subscription",
     "pull-subscription",
     "write-artifact",
     "get-artifact",
@@ -196,6 +200,55 @@ def test_subscription_commands(server_thread: ServerThread, client: SSSNClient) 
     assert run_cli(target, "pull-subscription", "w").stdout == ""
 
 
+def test_subscription_admin_commands(server_thread: ServerThread, client: SSSNClient) -> None:
+    target = server_thread.address
+    client.create_channel({"name": "events"})
+    client.create_channel({"name": "audit"})
+    stored = client.append_events(
+        [{"channel": "events", "timestamp": 1_700_000_000 + n, "payload": n} for n in range(4)]
+    )
+    for subscription_id, channel in (("w", "events"), ("a", "audit"), ("v", "events")):
+        client.create_subscription(channel, subscription_id=subscription_id)
+    listed = ok(target, "list-subscriptions")
+    assert [subscription["id"] for subscription in listed] == ["a", "v", "w"]
+    assert listed[0] == {
+        "id": "a",
+        "channel": "audit",
+        "cursor": 0,
+        "consumer": None,
+        "batch_size": 100,
+        "filters": {},
+        "metadata": {},
+    }
+    events_only = ok(target, "list-subscriptions", "--channel", "events")
+    assert [subscription["id"] for subscription in events_only] == ["v", "w"]
+    assert run_cli(target, "list-subscriptions", "--channel", "events-2").returncode == 3
+
+    moved = ok(target, "seek-subscription", "w", "--cursor", str(stored[2].cursor))
+    assert (moved["id"], moved["cursor"]) == ("w", stored[2].cursor)
+    assert ok(target, "pull-subscription", "w")["payload"] == 3
+    ok(target, "seek-subscription", "w", "--timestamp", "1700000001")
+    assert [e["payload"] for e in ok(target, "pull-subscription", "w")] == [1, 2, 3]
+    ok(target, "seek-subscription", "w", "--timestamp", "2023-11-14T22:13:22+00:00")
+    assert [e["payload"] for e in ok(target, "pull-subscription", "w")] == [2, 3]
+    ok(target, "seek-subscription", "w", "--timestamp", "2023-11-14T22:13:23Z")
+    assert ok(target, "pull-subscription", "w")["payload"] == 3
+
+    assert ok(target, "delete-subscription", "v") == {"id": "v", "deleted": True}
+    assert ok(target, "list-subscriptions", "--channel", "events")["id"] == "w"
+
+
+def test_delete_channel_command(server_thread: ServerThread, client: SSSNClient) -> None:
+    target = server_thread.address
+    client.create_channel({"name": "events"})
+    client.create_channel({"name": "audit"})
+    client.append_events([{"channel": "events", "payload": n} for n in range(3)])
+    client.create_subscription("events", subscription_id="w")
+    assert ok(target, "delete-channel", "events") == {"name": "events", "deleted_events": 3}
+    assert ok(target, "channels")["name"] == "audit"  # one line: one object
+    assert run_cli(target, "list-subscriptions").stdout == ""
+
+
 def test_artifact_commands(server_thread: ServerThread, tmp_path: Path) -> None:
     target = server_thread.address
     ok(target, "create-channel", "events")
@@ -311,6 +364,11 @@ def test_the_target_can_come_from_the_environment(server_thread: ServerThread) -
         (["get-snapshot", "ghost"], 3, "SNAPSHOT_NOT_FOUND"),
         (["append", "ghost", "{}"], 3, "CHANNEL_NOT_FOUND"),
         (["tail", "ghost"], 3, "CHANNEL_NOT_FOUND"),
+        (["delete-channel", "ghost"], 3, "CHANNEL_NOT_FOUND"),
+        (["list-subscriptions", "--channel", "ghost"], 3, "CHANNEL_NOT_FOUND"),
+        (["delete-subscription", "ghost"], 3, "SUBSCRIPTION_NOT_FOUND"),
+        (["seek-subscription", "ghost", "--cursor", "0"], 3, "SUBSCRIPTION_NOT_FOUND"),
+        (["seek-subscription", "w", "--cursor", "-1"], 5, "INVALID_PAYLOAD"),
         (["create-channel", "taken"], 4, "CHANNEL_EXISTS"),
         (["create-subscription", "other", "--id", "w"], 4, "SUBSCRIPTION_EXISTS"),
         (["append", "other", "{}", "--id", "e1"], 4, "EVENT_EXISTS"),
@@ -376,6 +434,10 @@ def test_an_expired_deadline_exits_9() -> None:
         ["create-channel", "x", "--metadata", "[1]"],
         ["write-artifact", "%%%", "--encoding", "base64"],
         ["write-artifact"],
+        ["seek-subscription", "w"],
+        ["seek-subscription", "w", "--cursor", "1", "--timestamp", "1"],
+        ["seek-subscription", "w", "--timestamp", "yesterday"],
+        ["seek-subscription", "w", "--timestamp", "2024-05-01T12:00:00"],
         ["no-such-command"],
         ["channels", "--unknown-flag"],
     ],

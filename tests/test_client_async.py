@@ -189,7 +189,8 @@ async def test_snapshots(aclient: AsyncSSSNClient) -> None:
 async def test_errors_are_the_same_classes(aclient: AsyncSSSNClient) -> None:
     with pytest.raises(ChannelNotFoundError) as caught:
         await aclient.get_channel("ghost")
-    assert caught.value.error_type == "CHANNEL_NOT_FOUND"
+    assert (caught.value.status_code, caught.value.error_type) == (404, "ChannelNotFoundError")
+    assert caught.value.reason == "CHANNEL_NOT_FOUND"
     assert caught.value.resource == {"channel": "ghost"}
 
 

@@ -54,13 +54,15 @@ def _setup(client: SSSNClient) -> None:
     client.create_subscription("a", subscription_id="w")
 
 
-# (call, error class, status code, reason, resource) for every server-side reason.
-CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, str, dict]] = [
+# (call, error class, gRPC code, HTTP-style status, reason, resource) for every
+# server-side reason; the HTTP-style status is what the reference's server answers.
+CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, int, str, dict]] = [
     (
         "get_channel",
         lambda c: c.get_channel("ghost"),
         ChannelNotFoundError,
         "NOT_FOUND",
+        404,
         "CHANNEL_NOT_FOUND",
         {"channel": "ghost"},
     ),
@@ -69,6 +71,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.append_event({"channel": "ghost"}),
         ChannelNotFoundError,
         "NOT_FOUND",
+        404,
         "CHANNEL_NOT_FOUND",
         {"channel": "ghost"},
     ),
@@ -77,6 +80,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.create_channel({"name": "a"}),
         ChannelExistsError,
         "ALREADY_EXISTS",
+        409,
         "CHANNEL_EXISTS",
         {"channel": "a"},
     ),
@@ -85,6 +89,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.get_event("nope"),
         EventNotFoundError,
         "NOT_FOUND",
+        404,
         "EVENT_NOT_FOUND",
         {"event_id": "nope"},
     ),
@@ -93,6 +98,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.append_event(Event(channel="a", parent_ids=("nope",))),
         EventNotFoundError,
         "NOT_FOUND",
+        404,
         "EVENT_NOT_FOUND",
         {"event_id": "nope"},
     ),
@@ -101,6 +107,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.append_event({"id": "e1", "channel": "b"}),
         EventExistsError,
         "ALREADY_EXISTS",
+        409,
         "EVENT_EXISTS",
         {"event_id": "e1"},
     ),
@@ -109,6 +116,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.get_subscription("nope"),
         SubscriptionNotFoundError,
         "NOT_FOUND",
+        404,
         "SUBSCRIPTION_NOT_FOUND",
         {"subscription_id": "nope"},
     ),
@@ -117,6 +125,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.pull_subscription("nope"),
         SubscriptionNotFoundError,
         "NOT_FOUND",
+        404,
         "SUBSCRIPTION_NOT_FOUND",
         {"subscription_id": "nope"},
     ),
@@ -125,6 +134,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: next(iter(c.subscribe("nope"))),
         SubscriptionNotFoundError,
         "NOT_FOUND",
+        404,
         "SUBSCRIPTION_NOT_FOUND",
         {"subscription_id": "nope"},
     ),
@@ -133,6 +143,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.create_subscription("b", subscription_id="w"),
         SubscriptionExistsError,
         "ALREADY_EXISTS",
+        409,
         "SUBSCRIPTION_EXISTS",
         {"subscription_id": "w"},
     ),
@@ -141,6 +152,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.get_artifact("nope"),
         ArtifactNotFoundError,
         "NOT_FOUND",
+        404,
         "ARTIFACT_NOT_FOUND",
         {"artifact_id": "nope"},
     ),
@@ -149,6 +161,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.read_artifact("nope"),
         ArtifactNotFoundError,
         "NOT_FOUND",
+        404,
         "ARTIFACT_NOT_FOUND",
         {"artifact_id": "nope"},
     ),
@@ -157,6 +170,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.get_snapshot("nope"),
         SnapshotNotFoundError,
         "NOT_FOUND",
+        404,
         "SNAPSHOT_NOT_FOUND",
         {"snapshot": "nope"},
     ),
@@ -165,6 +179,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.create_channel({"name": "a/b"}),
         InvalidPayloadError,
         "INVALID_ARGUMENT",
+        400,
         "INVALID_PAYLOAD",
         {},
     ),
@@ -173,6 +188,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
         lambda c: c.append_events([{"channel": "a"}] * 10_001),
         TooManyItemsError,
         "RESOURCE_EXHAUSTED",
+        413,
         "TOO_MANY_ITEMS",
         {},
     ),
@@ -180,7 +196,7 @@ CASES: list[tuple[str, Callable[[SSSNClient], Any], type[SSSNClientError], str, 
 
 
 @pytest.mark.parametrize(
-    ("call", "error_class", "code", "reason", "resource"),
+    ("call", "error_class", "code", "http", "reason", "resource"),
     [case[1:] for case in CASES],
     ids=[case[0] for case in CASES],
 )
@@ -189,6 +205,7 @@ def test_each_server_reason_raises_its_class(
     call: Callable[[SSSNClient], Any],
     error_class: type[SSSNClientError],
     code: str,
+    http: int,
     reason: str,
     resource: dict[str, str],
 ) -> None:
@@ -198,8 +215,10 @@ def test_each_server_reason_raises_its_class(
     error = caught.value
     assert type(error) is error_class
     assert isinstance(error, SSSNClientError) and isinstance(error, SSSNError)
-    assert error.status_code == getattr(grpc.StatusCode, code)
-    assert error.error_type == reason
+    assert error.grpc_status_code == getattr(grpc.StatusCode, code)
+    assert error.status_code == http
+    assert error.error_type == error_class.__name__
+    assert error.reason == reason
     assert error.message and error.message in str(error)
     assert error.detail is not None and error.detail.code == getattr(code_pb2, code)
     assert error.detail.message == error.message
@@ -261,8 +280,10 @@ def test_input_that_cannot_be_sent_is_refused_before_any_call(
     offline = SSSNClient(f"127.0.0.1:{_free_port()}", timeout=DEADLINE)
     with offline, pytest.raises(InvalidPayloadError) as caught:
         call(offline)
-    assert caught.value.status_code == grpc.StatusCode.INVALID_ARGUMENT
-    assert caught.value.error_type == "INVALID_PAYLOAD"
+    assert caught.value.grpc_status_code == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.status_code == 400
+    assert caught.value.error_type == "InvalidPayloadError"
+    assert caught.value.reason == "INVALID_PAYLOAD"
     assert caught.value.detail is None
 
 
@@ -281,8 +302,10 @@ def test_a_read_only_server_refuses_writes(server_thread: ServerThread) -> None:
         ):
             with pytest.raises(StoreReadOnlyError) as caught:
                 write()
-            assert caught.value.status_code == grpc.StatusCode.FAILED_PRECONDITION
-            assert caught.value.error_type == "STORE_READ_ONLY"
+            assert caught.value.grpc_status_code == grpc.StatusCode.FAILED_PRECONDITION
+            assert caught.value.status_code == 400
+            assert caught.value.error_type == "StoreReadOnlyError"
+            assert caught.value.reason == "STORE_READ_ONLY"
 
 
 @pytest.mark.parametrize("size", [64, 3 << 20], ids=["unary", "streamed"])
@@ -294,8 +317,10 @@ def test_an_artifact_over_the_server_limit_is_too_large(
     small = SSSNClient(server_thread.address, timeout=DEADLINE)
     with small, pytest.raises(ArtifactTooLargeError) as caught:
         small.write_artifact(b"x" * size)
-    assert caught.value.status_code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert caught.value.error_type == "ARTIFACT_TOO_LARGE"
+    assert caught.value.grpc_status_code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert caught.value.status_code == 413
+    assert caught.value.error_type == "ArtifactTooLargeError"
+    assert caught.value.reason == "ARTIFACT_TOO_LARGE"
 
 
 def test_a_corrupted_payload_fails_the_sha256_check(
@@ -307,8 +332,10 @@ def test_a_corrupted_payload_fails_the_sha256_check(
     blob.write_bytes(b"corrupted payload")
     with pytest.raises(ArtifactIntegrityError) as caught:
         client.read_artifact(artifact.id)
-    assert caught.value.status_code == grpc.StatusCode.DATA_LOSS
-    assert caught.value.error_type == "ARTIFACT_INTEGRITY"
+    assert caught.value.grpc_status_code == grpc.StatusCode.DATA_LOSS
+    assert caught.value.status_code == 500
+    assert caught.value.error_type == "ArtifactIntegrityError"
+    assert caught.value.reason == "ARTIFACT_INTEGRITY"
     assert caught.value.resource == {"artifact_id": artifact.id}
 
 
@@ -334,8 +361,10 @@ def test_a_stopping_server_reports_shutting_down(
     stream = client.subscribe("idle", max_retries=0)  # no reconnect: the error surfaces
     with pytest.raises(ServerShuttingDownError) as caught:
         next(stream)
-    assert caught.value.status_code == grpc.StatusCode.UNAVAILABLE
-    assert caught.value.error_type == "SHUTTING_DOWN"
+    assert caught.value.grpc_status_code == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.status_code == 503
+    assert caught.value.error_type == "ServerShuttingDownError"
+    assert caught.value.reason == "SHUTTING_DOWN"
     assert stream.closed
 
 
@@ -344,8 +373,10 @@ def test_an_unreachable_server_is_unavailable() -> None:
     with offline, pytest.raises(UnavailableError) as caught:
         offline.get_channel("a")
     assert type(caught.value) is UnavailableError
-    assert caught.value.status_code == grpc.StatusCode.UNAVAILABLE
-    assert caught.value.error_type == "UNAVAILABLE"
+    assert caught.value.grpc_status_code == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.status_code == 503
+    assert caught.value.error_type == "UnavailableError"
+    assert caught.value.reason == "UNAVAILABLE"
     assert caught.value.detail is None
 
 
@@ -358,8 +389,10 @@ def test_an_expired_deadline() -> None:
         hurried = SSSNClient(f"{host}:{port}", timeout=0.2)
         with hurried, pytest.raises(DeadlineExceededError) as caught:
             hurried.list_channels()
-    assert caught.value.status_code == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert caught.value.error_type == "DEADLINE_EXCEEDED"
+    assert caught.value.grpc_status_code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert caught.value.status_code == 504
+    assert caught.value.error_type == "DeadlineExceededError"
+    assert caught.value.reason == "DEADLINE_EXCEEDED"
 
 
 def _free_port() -> int:

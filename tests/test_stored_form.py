@@ -162,11 +162,11 @@ def test_completing_the_received_message_encodes_what_a_new_message_would(index:
     # message; the slow path builds a message from the domain event. A
     # difference would be served to every reader of that event.
     from sssn_server.api._convert import encode_event, event_from_proto
-    from sssn_server.domain.service import _prepare_events
+    from sssn_server.domain.service import Limits, _prepare_events
 
     received = event_from_proto(_received_events()[index])
     assert received.origin is not None
-    (prepared,) = _prepare_events([received], "event", None)
+    (prepared,) = _prepare_events([received], "event", None, Limits())
     fresh, completed = encode_event(prepared), encode_event(prepared, received)
     # Not compared byte for byte: protobuf writes the entries of a map (a
     # Struct's fields) in an order of its own, which differs between two
@@ -180,10 +180,10 @@ def test_the_rules_complete_the_received_message_itself() -> None:
     # The equivalence above holds for either path; this shows the cheap one
     # is the one taken: the request's own message now carries the minted id.
     from sssn_server.api._convert import encode_event, event_from_proto
-    from sssn_server.domain.service import _prepare_events
+    from sssn_server.domain.service import Limits, _prepare_events
 
     message = _received_events()[0]
-    (prepared,) = _prepare_events([event_from_proto(message)], "event", encode_event)
+    (prepared,) = _prepare_events([event_from_proto(message)], "event", encode_event, Limits())
     assert message.id == prepared.id and message.timestamp.ToNanoseconds() == prepared.timestamp_ns
     assert prepared.wire == message.SerializeToString()
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -25,8 +27,16 @@ from ..domain.errors import (
     UnauthenticatedError,
 )
 from ..domain.service import ChannelService
-from ._calls import STORE_SERVICE_PREFIX, Behavior, current_call, wrap_handler
+from ._calls import (
+    STORE_SERVICE_PREFIX,
+    Behavior,
+    current_call,
+    hidden_ids,
+    readable_channel,
+    wrap_handler,
+)
 from ._errors import to_status
+from ._handlers import UndecodableRequest
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,18 @@ _NO_CHANNEL: None = None
 # the handler answers NOT_FOUND/INVALID_ARGUMENT itself, which reveals nothing
 # the caller could not learn by guessing ids.
 _MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """The channel (None: none) of a stored resource that the request names by
+    the id in its `field`, not by channel. To a caller that may not read the
+    channel, the resource is answered as missing. `field` None: the request
+    would store under that id (a put replacing it), so it is refused instead,
+    by a denial that does not name the channel."""
+
+    channel: str | None
+    field: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +79,11 @@ class Principal:
         if channel is None:
             return "*" in patterns
         return any(fnmatchcase(channel, pattern) for pattern in patterns)
+
+    @property
+    def reads_everything(self) -> bool:
+        """Whether nothing stored is hidden from this principal."""
+        return "*" in self.read
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,21 +185,23 @@ def _bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
 Resolver = Callable[[ChannelService, Any], Awaitable[Any]]
 
 
-async def _lookup(fetch: Awaitable[Any]) -> Any:
+async def _lookup(fetch: Awaitable[Any], field: str | None) -> Any:
     try:
-        return [(await fetch).channel]
+        return [_Stored((await fetch).channel, field)]
     except (NotFoundError, InvalidPayloadError):
         return _MISSING
 
 
-async def _of_subscription(service: ChannelService, request: Any) -> Any:
-    return await _lookup(service.get_subscription(request.subscription_id))
+async def _of_subscription(
+    service: ChannelService, request: Any, field: str | None = "subscription_id"
+) -> Any:
+    return await _lookup(service.get_subscription(request.subscription_id), field)
 
 
 async def _snapshot_channels(service: ChannelService, request: pb.PutSnapshotRequest) -> Any:
     # Replacing a snapshot needs write on its current channel as well, so a
     # grant on one channel cannot overwrite another channel's snapshot.
-    existing = await _lookup(service.get_snapshot(request.snapshot.name))
+    existing = await _lookup(service.get_snapshot(request.snapshot.name), None)
     current = [] if existing is _MISSING else existing
     return [request.snapshot.channel or None, *current]
 
@@ -190,11 +219,12 @@ _RULES: dict[str, tuple[str, Resolver]] = {
     "GetChannel": (READ, _fixed(lambda r: [r.name])),
     # Any principal may list; the response keeps only channels it may read.
     "ListChannels": (READ, _fixed(lambda r: [])),
+    "DeleteChannel": (ADMIN, _fixed(lambda r: [r.name])),
     "AppendEvent": (WRITE, _fixed(lambda r: [r.event.channel])),
     "AppendEvents": (WRITE, _fixed(lambda r: sorted({e.channel for e in r.events}))),
     # Checked on every request message (see _EVERY_MESSAGE), not the first only.
     "AppendEventStream": (WRITE, _fixed(lambda r: sorted({e.channel for e in r.events}))),
-    "GetEvent": (READ, lambda s, r: _lookup(s.get_event(r.id))),
+    "GetEvent": (READ, lambda s, r: _lookup(s.get_event(r.id), "id")),
     "QueryEvents": (READ, _fixed(lambda r: [r.channel])),
     "CreateSubscription": (ADMIN, _fixed(lambda r: [r.channel])),
     "GetSubscription": (READ, _of_subscription),
@@ -205,10 +235,10 @@ _RULES: dict[str, tuple[str, Resolver]] = {
     # Without a channel filter the listing spans every channel: needs `*`.
     "ListSubscriptions": (READ, _fixed(lambda r: [r.channel or None])),
     "WriteArtifact": (WRITE, _fixed(lambda r: [r.channel or None])),
-    "GetArtifact": (READ, lambda s, r: _lookup(s.get_artifact(r.id))),
-    "ReadArtifact": (READ, lambda s, r: _lookup(s.get_artifact(r.id))),
+    "GetArtifact": (READ, lambda s, r: _lookup(s.get_artifact(r.id), "id")),
+    "ReadArtifact": (READ, lambda s, r: _lookup(s.get_artifact(r.id), "id")),
     "PutSnapshot": (WRITE, _snapshot_channels),
-    "GetSnapshot": (READ, lambda s, r: _lookup(s.get_snapshot(r.name))),
+    "GetSnapshot": (READ, lambda s, r: _lookup(s.get_snapshot(r.name), "name")),
 }
 
 # Streaming-request methods each of whose messages names its own channels: a
@@ -218,6 +248,8 @@ _EVERY_MESSAGE = frozenset({"AppendEventStream"})
 
 _ADMIN_VERBS = ("Create", "Delete", "Seek", "Update")
 _WRITE_VERBS = ("Append", "Write", "Upload", "Put")
+# Methods that may store what their request names: never given a stand-in id.
+_STORING_VERBS = ("Create", "Append", "Write", "Upload", "Put")
 
 
 def _rule(name: str) -> tuple[str, Resolver]:
@@ -235,12 +267,19 @@ def _rule(name: str) -> tuple[str, Resolver]:
     async def resolve(service: ChannelService, request: Any) -> Any:
         fields = request.DESCRIPTOR.fields_by_name if request is not None else {}
         if "subscription_id" in fields and request.subscription_id:
-            return await _of_subscription(service, request)
+            storing = name.startswith(_STORING_VERBS)
+            return await _of_subscription(service, request, None if storing else "subscription_id")
         if "channel" in fields and isinstance(request.channel, str) and request.channel:
             return [request.channel]
         return [_NO_CHANNEL]
 
     return permission, resolve
+
+
+def _decoded(request: Any) -> Any:
+    """The request, or None where its bytes could not be decoded: it names
+    nothing to authorize, and the handler refuses it (INVALID_ARGUMENT)."""
+    return None if type(request) is UndecodableRequest else request
 
 
 def _first_header(request: Any) -> Any:
@@ -277,37 +316,66 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         streaming_request = bool(handler.request_streaming)
 
         async def admit(request: Any, context: Any) -> tuple[Any, Principal]:
-            """Checks the call; returns the request (re-chained if peeked)."""
+            """Checks the call; returns the request (re-chained if peeked, with
+            stand-in ids for what the caller may not see)."""
             if principal is None:
                 await _abort(context, failure or UnauthenticatedError("Not authenticated."))
                 raise AssertionError("unreachable")  # abort raises
             call = current_call.get()
             if call is not None:
                 call.principal = principal.name
+            readable_channel.set(functools.partial(principal.allows, READ))
+            aliases: dict[str, str] | None = None
+            if not principal.reads_everything:
+                # One dict for the call, filled in later too (AppendEventStream
+                # reads its messages in a task of its own).
+                aliases = {}
+                hidden_ids.set(aliases)
             if streaming_request and name in _EVERY_MESSAGE:
-                return check_each(request, principal), principal
-            first = request
+                return check_each(request, principal, aliases), principal
+            first, rest = request, None
             if streaming_request:
-                first, request = await _peek(request)
-                if name == "UploadArtifact":
-                    header = _first_header(first)
-                    first = pb.WriteArtifactRequest(channel=header.channel) if header else None
+                first, rest = await _peek(request)
+            decoded = _decoded(first)
+            target = decoded
+            if decoded is not None and name == "UploadArtifact":
+                header = _first_header(decoded)
+                target = pb.WriteArtifactRequest(channel=header.channel) if header else None
             permission, resolve = _rule(name)
-            channels: Any = await resolve(self._service, first) if first is not None else _MISSING
+            channels: Any = await resolve(self._service, target) if target is not None else _MISSING
             if channels is not _MISSING:
-                for channel in channels:
-                    if not principal.allows(permission, channel):
-                        await _abort(context, _denied(principal, permission, channel))
-            return request, principal
+                for item in channels:
+                    stored = isinstance(item, _Stored)
+                    channel = item.channel if stored else item
+                    if principal.allows(permission, channel):
+                        continue
+                    if stored and not principal.allows(READ, channel):
+                        assert aliases is not None  # a principal reading "*" reads it
+                        if item.field is not None:
+                            # The handler is given an id that cannot exist, so
+                            # it answers exactly as for a missing one, after the
+                            # same checks of the rest of the request.
+                            first = _with_alias(first, item.field, aliases)
+                            break
+                        await _abort(context, _denied(principal, permission, None, shown=False))
+                    await _abort(context, _denied(principal, permission, channel))
+            if decoded is not None and aliases is not None:
+                first = await _hide_references(self._service, first, principal, aliases)
+            return (first if rest is None else _chain(first, rest)), principal
 
-        async def check_each(requests: Any, principal: Principal) -> AsyncIterator[Any]:
+        async def check_each(
+            requests: Any, principal: Principal, aliases: dict[str, str] | None
+        ) -> AsyncIterator[Any]:
             # Raised from the request iterator, so the handler ends the stream
             # in order with the status of this error.
             permission, resolve = _rule(name)
             async for message in requests:
-                for channel in await resolve(self._service, message):
-                    if not principal.allows(permission, channel):
-                        raise _denied(principal, permission, channel)
+                if _decoded(message) is not None:
+                    for channel in await resolve(self._service, message):
+                        if not principal.allows(permission, channel):
+                            raise _denied(principal, permission, channel)
+                    if aliases is not None:
+                        message = await _hide_references(self._service, message, principal, aliases)
                 yield message
 
         async def unary(inner: Behavior, request: Any, context: Any) -> Any:
@@ -325,8 +393,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return wrap_handler(handler, unary, stream)
 
 
-def _denied(principal: Principal, permission: str, channel: str | None) -> PermissionDeniedError:
-    target = f"channel {channel!r}" if channel is not None else "resources without a channel"
+def _denied(
+    principal: Principal, permission: str, channel: str | None, *, shown: bool = True
+) -> PermissionDeniedError:
+    """`shown` False: the channel is that of a stored resource the caller may
+    not read, so the error does not name it."""
+    if not shown:
+        target = "the channel of the stored resource"
+    elif channel is not None:
+        target = f"channel {channel!r}"
+    else:
+        target = "resources without a channel"
     return PermissionDeniedError(
         f"Principal {principal.name!r} has no {permission} grant for {target}.",
         channel=channel or "",
@@ -343,16 +420,92 @@ def _readable_only(response: pb.ListChannelsResponse, principal: Principal) -> A
 
 
 async def _peek(requests: Any) -> tuple[Any, AsyncIterator[Any]]:
+    """The first request message (None: none) and an iterator over the rest."""
     iterator = aiter(requests)
-    first = await anext(iterator, None)
+    return await anext(iterator, None), iterator
 
-    async def chained() -> AsyncIterator[Any]:
-        if first is not None:
-            yield first
-        async for message in iterator:
-            yield message
 
-    return first, chained()
+async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    if first is not None:
+        yield first
+    async for message in rest:
+        yield message
+
+
+def _alias(original: str, aliases: dict[str, str]) -> str:
+    """A valid id that no resource has, standing for `original` (see `hidden_ids`)."""
+    alias = uuid.uuid4().hex
+    aliases[alias] = original
+    return alias
+
+
+def _with_alias(request: Any, field: str, aliases: dict[str, str]) -> Any:
+    copy = type(request)()
+    copy.CopyFrom(request)
+    setattr(copy, field, _alias(getattr(request, field), aliases))
+    return copy
+
+
+def _references(request: Any) -> Iterator[tuple[Any, str]]:
+    """The (message, field) pairs of a request that name stored events."""
+    if isinstance(request, pb.AppendEventRequest):
+        yield request.event, "parent_ids"
+    elif isinstance(request, pb.AppendEventsRequest | pb.AppendEventStreamRequest):
+        for event in request.events:
+            yield event, "parent_ids"
+    elif isinstance(request, pb.WriteArtifactRequest):
+        yield request, "event_ids"
+    elif isinstance(request, pb.UploadArtifactRequest):
+        if request.WhichOneof("content") == "header":
+            yield request.header, "event_ids"
+    elif isinstance(request, pb.PutSnapshotRequest):
+        yield request.snapshot, "source_event_id"
+
+
+def _referenced_ids(request: Any) -> set[str]:
+    ids: set[str] = set()
+    for message, field in _references(request):
+        value = getattr(message, field)
+        if isinstance(value, str):
+            if value:
+                ids.add(value)
+        else:
+            ids.update(value)
+    return ids
+
+
+async def _hide_references(
+    service: ChannelService, request: Any, principal: Principal, aliases: dict[str, str]
+) -> Any:
+    """The request with each event it links to in a channel the principal may
+    not read replaced by a stand-in id, so the handler answers EVENT_NOT_FOUND
+    exactly as for a missing event and stores nothing."""
+    referenced = _referenced_ids(request)
+    if len(referenced) > service.limits.max_request_links:
+        # The handler refuses more links than that (however it counts them)
+        # before it looks any up: nothing to hide, and no lookup to spend.
+        return request
+    hidden: dict[str, str] = {}
+    for event_id in referenced:
+        try:
+            event = await service.get_event(event_id)
+        except (NotFoundError, InvalidPayloadError):
+            # Refused by the handler, or an event appended earlier in the
+            # same batch (to a channel the caller writes).
+            continue
+        if not principal.allows(READ, event.channel):
+            hidden[event_id] = _alias(event_id, aliases)
+    if not hidden:
+        return request
+    copy = type(request)()
+    copy.CopyFrom(request)
+    for message, field in _references(copy):
+        value = getattr(message, field)
+        if isinstance(value, str):
+            setattr(message, field, hidden.get(value, value))
+        else:
+            value[:] = [hidden.get(item, item) for item in value]
+    return copy
 
 
 async def _abort(context: Any, error: SSSNError) -> None:

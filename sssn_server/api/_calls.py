@@ -35,6 +35,14 @@ readable_channel: contextvars.ContextVar[Callable[[str], bool] | None] = context
     "sssn_readable_channel", default=None
 )
 
+# Set by the auth interceptor for a caller that may not read every channel:
+# ids of stored resources it may not see, as the handler was given them (ids
+# that cannot exist, so it answers exactly as for a missing one) -> as the
+# caller sent them. The error mapping names the caller's ids again.
+hidden_ids: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "sssn_hidden_ids", default=None
+)
+
 Behavior = Callable[..., Any]
 # Wraps a unary-response behavior: (behavior, request_or_iterator, context) -> response.
 UnaryWrap = Callable[[Behavior, Any, Any], Awaitable[Any]]

@@ -19,6 +19,7 @@ from ..domain.errors import InvalidPayloadError
 from ..domain.models import (
     CHANNEL_FORMS,
     DEFAULT_FORM,
+    MAX_JSON_DEPTH,
     Artifact,
     ArtifactSpec,
     Channel,
@@ -28,7 +29,7 @@ from ..domain.models import (
     Subscription,
 )
 from ..domain.streams import AUTO, MANUAL
-from ..domain.validation import is_finite_json
+from ..domain.validation import is_finite_json, nests_deeper, require_timestamp
 
 # Doubles beyond 2**53 are not exact integers, so they stay floats.
 _MAX_EXACT_INT = 2**53
@@ -204,17 +205,50 @@ def _encoded_value(message: struct_pb2.Value) -> tuple[Encoded | None, bool]:
     if not data:  # a Value with no kind set reads as null
         return None, True
     if _MAYBE_IRREGULAR.search(data) is None:
-        return Encoded(data), True
+        deep = len(data) > _SHALLOW_BYTES and _value_nests_deeper(message, MAX_JSON_DEPTH)
+        return Encoded(data, deep=deep), True
     value = from_value(message)
-    return Encoded(_value(value).SerializeToString(), finite=is_finite_json(value)), False
+    return _encoded_plain(_value(value), value), False
 
 
 def _encoded_struct(message: struct_pb2.Struct) -> tuple[Encoded, bool]:
     data = message.SerializeToString()
     if _MAYBE_IRREGULAR.search(data) is None:
-        return Encoded(data), True
+        deep = len(data) > _SHALLOW_BYTES and _struct_nests_deeper(message, MAX_JSON_DEPTH)
+        return Encoded(data, deep=deep), True
     value = from_struct(message)
-    return Encoded(_struct(value).SerializeToString(), finite=is_finite_json(value)), False
+    return _encoded_plain(_struct(value), value), False
+
+
+def _encoded_plain(message: struct_pb2.Value | struct_pb2.Struct, value: Any) -> Encoded:
+    return Encoded(
+        message.SerializeToString(),
+        finite=is_finite_json(value),
+        deep=nests_deeper(value, MAX_JSON_DEPTH),
+    )
+
+
+# Each level of objects or arrays takes at least four bytes of the encoding,
+# so a value this short cannot nest deeper than MAX_JSON_DEPTH: most payloads
+# are never walked.
+_SHALLOW_BYTES = 4 * MAX_JSON_DEPTH
+
+
+def _value_nests_deeper(value: struct_pb2.Value, depth: int) -> bool:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return _struct_nests_deeper(value.struct_value, depth)
+    if kind == "list_value":
+        return depth <= 0 or any(
+            _value_nests_deeper(item, depth - 1) for item in value.list_value.values
+        )
+    return False
+
+
+def _struct_nests_deeper(struct: struct_pb2.Struct, depth: int) -> bool:
+    return depth <= 0 or any(
+        _value_nests_deeper(item, depth - 1) for item in struct.fields.values()
+    )
 
 
 def _fill_encoded(target: Any, value: Any, fill: Any) -> None:
@@ -310,8 +344,14 @@ def seconds_from_duration(message: duration_pb2.Duration, present: bool) -> floa
     return seconds or None
 
 
-def timestamp_ns_from_proto(message: timestamp_pb2.Timestamp) -> int:
-    return _timestamp_ns(message, True)
+def timestamp_ns_from_proto(message: timestamp_pb2.Timestamp, field: str = "timestamp") -> int:
+    """A Timestamp as nanoseconds since the epoch.
+
+    Raises:
+        InvalidPayloadError: 64-bit nanoseconds (what the store holds) cannot
+            hold the instant.
+    """
+    return require_timestamp(field, _timestamp_ns(message, True))
 
 
 def subscription_to_proto(subscription: Subscription) -> subscription_pb2.Subscription:
@@ -376,3 +416,9 @@ def snapshot_to_proto(snapshot: Snapshot) -> snapshot_pb2.Snapshot:
         source_event_id=snapshot.source_event_id or "",
         metadata=_struct(snapshot.metadata),
     )
+
+
+def json_size(value: Any) -> int:
+    """A plain JSON value's size as a `google.protobuf.Value`: the measure of
+    the limits on metadata and snapshot values."""
+    return _value(value).ByteSize()

@@ -10,15 +10,18 @@ from grpc_status import rpc_status
 from ..domain.errors import (
     AbortedError,
     AlreadyExistsError,
+    EventExistsError,
     FailedPreconditionError,
     InvalidPayloadError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
     SSSNError,
+    SubscriptionExistsError,
     UnauthenticatedError,
     UnavailableError,
 )
+from ._calls import hidden_ids, readable_channel
 
 ERROR_DOMAIN = "sssn.dev"
 
@@ -53,11 +56,10 @@ def status_proto(error: SSSNError) -> status_pb2.Status:
     input, BadRequest; what `to_status` sends as a call's status and what
     AppendEventStream carries for one refused event."""
     code = status_code(error)
+    message, metadata = _as_seen_by_caller(error)
     details = [
         _pack(
-            error_details_pb2.ErrorInfo(
-                reason=error.reason, domain=ERROR_DOMAIN, metadata=dict(error.metadata)
-            )
+            error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
         )
     ]
     if isinstance(error, InvalidPayloadError):
@@ -73,9 +75,44 @@ def status_proto(error: SSSNError) -> status_pb2.Status:
                 )
             )
         )
-    return status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=error.message, details=details
-    )
+    return status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
+
+
+# Conflicts that name the channel holding the existing resource: to a caller
+# that may not read that channel they say only that it is another one.
+_CONFLICTS: tuple[tuple[type[SSSNError], str, str], ...] = (
+    (EventExistsError, "event_id", "Event id {} already exists in another channel"),
+    (
+        SubscriptionExistsError,
+        "subscription_id",
+        "Subscription {} already exists for another channel",
+    ),
+)
+
+
+def _as_seen_by_caller(error: SSSNError) -> tuple[str, dict[str, str]]:
+    """The message and ErrorInfo metadata of `error` for the current call's
+    caller: ids the auth interceptor hid are named as the caller sent them,
+    and a channel it may not read is not named at all."""
+    message, metadata = error.message, dict(error.metadata)
+    aliases = hidden_ids.get()
+    if aliases:
+        # A not-found error names its id in the metadata too: looking up only
+        # those keeps this cheap however many ids a long stream hid.
+        for key, value in metadata.items():
+            original = aliases.get(value)
+            if original is not None:
+                message = message.replace(value, original)
+                metadata[key] = original
+    readable = readable_channel.get()
+    channel = metadata.get("channel")
+    if readable is None or channel is None or readable(channel):
+        return message, metadata
+    for conflict, key, redacted in _CONFLICTS:
+        if isinstance(error, conflict):
+            del metadata["channel"]
+            return redacted.format(metadata.get(key, "")), metadata
+    return message, metadata
 
 
 def internal_status() -> grpc.Status:

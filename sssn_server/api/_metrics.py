@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import socket
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from ._calls import STORE_SERVICE_PREFIX, Behavior, CallInfo, current_call, wrap_handler
 from ._wire import Serialized
@@ -65,6 +72,63 @@ class Metrics:
             ["subscription"],
             registry=self.registry,
         )
+
+    def forget_subscription(self, subscription_id: str) -> None:
+        """Drops a deleted subscription's series, so they neither linger nor
+        grow in number with every subscription ever made."""
+        with contextlib.suppress(KeyError):  # it never delivered anything here
+            self.subscription_lag.remove(subscription_id)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not logged: one line per scrape would drown the server's log."""
+
+
+def start_metrics_endpoint(
+    registry: CollectorRegistry, host: str, port: int, token: str | None
+) -> tuple[WSGIServer, threading.Thread]:
+    """Serves `registry` in Prometheus' text format over HTTP from a daemon
+    thread; with `token`, only to requests with `Authorization: Bearer <token>`
+    (others get 401). Returns the server (stop with `shutdown`) and its thread."""
+    app = make_wsgi_app(registry)
+    if token is not None:
+        app = _bearer_only(app, token)
+
+    class Server(_ThreadingWSGIServer):
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    server = make_server(host, port, app, Server, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="sssn-metrics", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def _bearer_only(app: Any, token: str) -> Any:
+    expected = hashlib.sha256(token.encode()).digest()
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        scheme, _, given = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+        # Digests of equal length, compared in constant time: timing tells
+        # nothing about how much of the token a guess got right. WSGI gives
+        # header values as latin-1 text, so that encoding gives the bytes sent.
+        digest = hashlib.sha256(given.strip().encode("latin-1", "replace")).digest()
+        if scheme.lower() == "bearer" and hmac.compare_digest(digest, expected):
+            return app(environ, start_response)  # type: ignore[no-any-return]
+        start_response(
+            "401 Unauthorized",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("WWW-Authenticate", 'Bearer realm="sssn-metrics"'),
+            ],
+        )
+        return [b"This endpoint requires `Authorization: Bearer <token>`.\n"]
+
+    return guarded
 
 
 def _code_of(context: Any, error: BaseException | None) -> grpc.StatusCode:
@@ -146,7 +210,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 assert self._metrics is not None
                 self._metrics.events_delivered.inc(serialized.delivered)
 
-        def record_lag(request: Any, response: Any) -> None:
+        def record_lag(request: Any, response: Any) -> bool:
+            """Whether the response set the subscription's lag."""
             # Heartbeats carry no events, so they say nothing of the position.
             if (
                 self._metrics is not None
@@ -156,6 +221,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             ):
                 lag = max(0, response.head_cursor - response.last_cursor)
                 self._metrics.subscription_lag.labels(request.subscription_id).set(lag)
+                return True
+            return False
 
         async def unary(inner: Behavior, request: Any, context: Any) -> Any:
             call = CallInfo(method)
@@ -184,11 +251,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if self._metrics is not None:
                 self._metrics.open_streams.inc()
             error: BaseException | None = None
+            delivered = False
             try:
                 async for response in inner(request, context):
                     count_appended(response)
                     count_delivered(response)
-                    record_lag(request, response)
+                    delivered = record_lag(request, response) or delivered
                     yield response
             except BaseException as exc:
                 error = exc
@@ -196,6 +264,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             finally:
                 if self._metrics is not None:
                     self._metrics.open_streams.dec()
+                    # A stream that delivered, then ended with NOT_FOUND: its
+                    # subscription was deleted meanwhile, perhaps after the
+                    # deletion dropped the series that a last message set again.
+                    if delivered and _code_of(context, error) == grpc.StatusCode.NOT_FOUND:
+                        self._metrics.forget_subscription(request.subscription_id)
                 finish(call, context, started, error)
 
         return wrap_handler(handler, unary, stream)

@@ -21,6 +21,7 @@ from . import _convert as convert
 from . import _wire as wire
 from ._calls import readable_channel
 from ._errors import internal_status, status_proto, to_status
+from ._handlers import SERVICE, check_decoded, decoded
 from ._wire import Serialized
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Keep every response message well under the 4 MiB a default client accepts.
 _MAX_MESSAGE_BYTES = 3 << 20
+
+# The most a repeated field's tag and length add to each entry.
+_ENTRY_FRAMING_BYTES = 6
 
 # AppendEventStream: request messages whose appends may be under way at once;
 # beyond that the server stops reading and HTTP/2 flow control holds the client.
@@ -39,46 +43,51 @@ _APPEND_STREAM_IN_FLIGHT = 32
 _PendingAppend = asyncio.Future[list[Event | SSSNError]] | Exception | None
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> None:
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], error: BaseException, method: str
+) -> None:
     if isinstance(error, SSSNError):
         status = to_status(error)
     else:
-        log.exception("unexpected error in %s", _method_name(context), exc_info=error)
+        log.exception("unexpected error in %s", method, exc_info=error)
         status = internal_status()
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-def _method_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    try:
-        return str(context._rpc_event.call_details.method.decode())
-    except Exception:  # pragma: no cover - best effort, for the log line only
-        return "rpc"
-
-
 def _guarded(method: F) -> F:
-    """Turns every failure of a handler into a taxonomy status, in one place."""
+    """Turns every failure of a handler into a taxonomy status, in one place,
+    and refuses a request (or request message) that could not be decoded."""
+    name = method.__name__
+    request_streaming = SERVICE.methods_by_name[name].client_streaming
+
+    def checked(request: Any) -> Any:
+        if request_streaming:
+            return decoded(request)
+        check_decoded(request)
+        return request
+
     if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
         async def stream(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
             try:
-                async for response in method(self, request, context):
+                async for response in method(self, checked(request), context):
                     yield response
             except grpc.aio.AbortError:
                 raise
             except Exception as error:
-                await _abort(context, error)
+                await _abort(context, error, name)
 
         return stream  # type: ignore[return-value]
 
     @functools.wraps(method)
     async def unary(self: Any, request: Any, context: Any) -> Any:
         try:
-            return await method(self, request, context)
+            return await method(self, checked(request), context)
         except grpc.aio.AbortError:
             raise
         except Exception as error:
-            await _abort(context, error)
+            await _abort(context, error, name)
 
     return unary  # type: ignore[return-value]
 
@@ -112,10 +121,18 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
         channels, next_token = await self._service.list_channels(
             page_size=request.page_size, page_token=request.page_token
         )
-        return pb.ListChannelsResponse(
-            channels=[convert.channel_to_proto(channel) for channel in channels],
-            next_page_token=next_token,
-        )
+        messages = [convert.channel_to_proto(channel) for channel in channels]
+        kept = _fitting(messages)
+        if kept < len(messages):
+            next_token = self._service.page_token_after(channels[kept - 1].name)
+        return pb.ListChannelsResponse(channels=messages[:kept], next_page_token=next_token)
+
+    @_guarded
+    async def DeleteChannel(
+        self, request: pb.DeleteChannelRequest, context: Any
+    ) -> pb.DeleteChannelResponse:
+        deleted_events = await self._service.delete_channel(request.name)
+        return pb.DeleteChannelResponse(deleted_events=deleted_events)
 
     # Events
 
@@ -202,7 +219,7 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
             limit=request.limit if request.HasField("limit") else None,
             kind=request.kind or None,
         )
-        return wire.events_message(events)  # QueryEventsResponse
+        return wire.query_page(events, _MAX_MESSAGE_BYTES)  # QueryEventsResponse
 
     # Subscriptions
 
@@ -242,9 +259,12 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
+        messages = [convert.subscription_to_proto(each) for each in subscriptions]
+        kept = _fitting(messages)
+        if kept < len(messages):
+            next_token = self._service.page_token_after(subscriptions[kept - 1].id)
         return pb.ListSubscriptionsResponse(
-            subscriptions=[convert.subscription_to_proto(each) for each in subscriptions],
-            next_page_token=next_token,
+            subscriptions=messages[:kept], next_page_token=next_token
         )
 
     @_guarded
@@ -377,6 +397,16 @@ def _append_stream_response(
             answer.error.details.extend(status.details)
             answers.append(answer)
     return wire.append_results(answers, _MAX_MESSAGE_BYTES, readable)
+
+
+def _fitting(messages: list[Any]) -> int:
+    """How many of a page's messages (at least one) fit in one response."""
+    size = 0
+    for index, message in enumerate(messages):
+        size += message.ByteSize() + _ENTRY_FRAMING_BYTES
+        if index and size > _MAX_MESSAGE_BYTES:
+            return index
+    return len(messages)
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:

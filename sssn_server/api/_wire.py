@@ -92,6 +92,7 @@ for _message, _name in (
 ):
     assert _tag(_field(_message, _name), _LENGTH_DELIMITED) == _EVENTS_TAG, _message
 _HEAD_CURSOR_TAG = _tag(_field(pb.PullSubscriptionResponse, "head_cursor"), _VARINT)
+_TRUNCATED_TRUE = _tag(_field(pb.QueryEventsResponse, "truncated"), _VARINT) + b"\x01"
 # `abridged = true` of the append responses, the same field in each.
 _ABRIDGED_TRUE = _tag(_field(pb.AppendEventsResponse, "abridged"), _VARINT) + b"\x01"
 for _message in (pb.AppendEventResponse, pb.AppendEventStreamResponse):
@@ -125,6 +126,20 @@ def events_message(events: list[Event], *, appended: bool = False) -> Serialized
     `appended`: it acknowledges their appends."""
     data = b"".join(framed(event_bytes(event)) for event in events)
     return Serialized(data, appended=len(events) if appended else 0)
+
+
+def query_page(events: list[Event], max_bytes: int) -> Serialized:
+    """A `QueryEventsResponse` holding the events in order while they fit in
+    `max_bytes` (at least one), with `truncated` set when some were left out."""
+    parts: list[bytes] = []
+    size = 0
+    for event in events:
+        entry = framed(event_bytes(event))
+        size += len(entry)
+        if parts and size > max_bytes:
+            return Serialized(b"".join(parts) + _TRUNCATED_TRUE)
+        parts.append(entry)
+    return Serialized(b"".join(parts))
 
 
 def append_acknowledgement(

@@ -29,6 +29,13 @@ DEFAULT_BATCH_SIZE = 100
 JSONObject = dict[str, Any]
 
 
+# Deepest nesting of objects and arrays a JSON value may have. An object costs
+# three levels of protobuf messages and an array two, and stock parsers stop
+# at 100 levels (Python's and Java's); with the response messages around a
+# value, 24 leaves room for every response that carries one.
+MAX_JSON_DEPTH = 24
+
+
 @dataclass(slots=True)  # not frozen: built for every event read, so kept cheap
 class Encoded:
     """A JSON value kept in the wire form the API received it in.
@@ -42,6 +49,8 @@ class Encoded:
     data: bytes
     finite: bool = True
     """False when the value holds NaN or an infinity, which JSON cannot carry."""
+    deep: bool = False
+    """True when the value nests objects and arrays deeper than `MAX_JSON_DEPTH`."""
 
 
 @dataclass(frozen=True, slots=True)

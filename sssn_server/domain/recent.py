@@ -104,6 +104,11 @@ class RecentEvents:
             tail.trim(self._events_per_channel, self._bytes_per_channel)
             start = end
 
+    def forget(self, channel: str) -> None:
+        """Drops a channel's events (it was deleted); its next commit starts
+        a new tail, complete from that commit on."""
+        self._tails.pop(channel, None)
+
     def after(
         self, channel: str, cursor: int, *, limit: int, kind: str | None
     ) -> list[Event] | None:

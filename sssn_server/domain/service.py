@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import time
 import weakref
@@ -17,11 +18,14 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..store.base import Store
 from .errors import (
     ArtifactTooLargeError,
+    EventTooLargeError,
     InvalidPayloadError,
+    LimitExceededError,
     ShuttingDownError,
     SSSNError,
     StoreReadOnlyError,
@@ -37,6 +41,7 @@ from .models import (
     Artifact,
     ArtifactSpec,
     Channel,
+    Encoded,
     Event,
     Snapshot,
     Subscription,
@@ -45,14 +50,17 @@ from .notifier import CommitNotifier
 from .recent import RecentEvents
 from .streams import ACK_MODES, AUTO, MANUAL, StreamHandle, StreamStatus
 from .validation import (
+    is_deep,
     is_json,
     is_segment,
+    is_short,
     is_timestamp,
     not_a_segment,
     not_a_timestamp,
     not_a_token,
     not_json,
     optional_segment,
+    optional_text,
     optional_token,
     require_form,
     require_json,
@@ -61,6 +69,8 @@ from .validation import (
     require_segment,
     require_timestamp,
     segment_list,
+    too_deep,
+    too_long,
 )
 
 log = logging.getLogger(__name__)
@@ -72,8 +82,25 @@ class Limits:
 
     max_append_batch: int = 10_000
     """Most events one AppendEvents call may carry."""
+    max_event_bytes: int = 1 << 20
+    """Largest event stored, as encoded (payload, metadata and every other
+    field); also the largest snapshot value. Kept well under the 4 MiB a
+    stock client receives, so every stored event can be delivered."""
+    max_metadata_bytes: int = 64 << 10
+    """Largest metadata object of a channel, subscription, artifact or
+    snapshot, and the longest channel description, as encoded."""
+    max_links: int = 1_000
+    """Most ids one event's `parent_ids` or one artifact's `event_ids` lists."""
+    max_request_links: int = 10_000
+    """Most parent ids all the events of one append request list together."""
     max_query_limit: int = 10_000
-    """Larger QueryEvents limits are lowered to this."""
+    """Larger QueryEvents and PullSubscription limits are lowered to this."""
+    pull_chunk: int = 500
+    """Events a pull that ends (no `follow`) reads and sends at a time."""
+    catch_up_chunk: int = 100
+    """Most events a following stream reads from the store (rather than the
+    recent commits in memory) for one message while other followers wait for
+    live events; alone, it reads as many as its limit."""
     default_page_size: int = 100
     """ListChannels page size when the caller gives none."""
     max_page_size: int = 1_000
@@ -112,6 +139,14 @@ class SubscriptionLag:
 
 # (prepared event, the event as received) -> the prepared event's wire form.
 EventEncoder = Callable[[Event, Event], bytes]
+# A plain JSON value -> its size in bytes as the transport encodes it.
+JSONMeasure = Callable[[Any], int]
+
+
+def json_text_size(value: Any) -> int:
+    """A JSON value's size as compact UTF-8 JSON text: the measure of values
+    when no transport supplies its own."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 class ChannelService:
@@ -123,17 +158,20 @@ class ChannelService:
         limits: Limits | None = None,
         *,
         encode_event: EventEncoder | None = None,
+        measure_json: JSONMeasure = json_text_size,
     ) -> None:
         """Serves `store` under `limits`.
 
         `encode_event` (from the transport) turns a new event, cursor not yet
         set, into the form it will be served in, given the event as received
         too; it is stored beside the event so that reads and deliveries send
-        it without re-encoding.
+        it without re-encoding. `measure_json` gives a JSON value's size as
+        the transport encodes it, for the limits on metadata and snapshots.
         """
         self.store = store
         self.limits = limits or Limits()
         self._encode_event = encode_event
+        self._measure_json = measure_json
         self._notifier = CommitNotifier()
         self._closing = False
         # Pulls of one subscription take turns so each batch goes to one reader.
@@ -153,6 +191,7 @@ class ChannelService:
         self._no_open_streams.set()
         self._cursor_writes: set[asyncio.Task[None]] = set()
         self._recent = RecentEvents()
+        self._deletion_listeners: list[Callable[[str], None]] = []
         store.add_commit_listener(self._committed)
 
     @property
@@ -198,13 +237,38 @@ class ChannelService:
         channel = replace(
             channel,
             name=require_segment("channel.name", channel.name),
+            schema=optional_text("channel.schema", channel.schema),
             form=require_form("channel.form", channel.form),
-            metadata=require_json("channel.metadata", channel.metadata),
+            metadata=self._require_metadata("channel.metadata", channel.metadata),
         )
+        if len(channel.description.encode()) > self.limits.max_metadata_bytes:
+            raise self._over_metadata_limit("channel.description")
         return await self.store.create_channel(channel)
+
+    def _require_metadata(self, field: str, value: Any) -> Any:
+        """A JSON value that fits in `max_metadata_bytes`."""
+        require_json(field, value)
+        if self._measure_json(value) > self.limits.max_metadata_bytes:
+            raise self._over_metadata_limit(field)
+        return value
+
+    def _over_metadata_limit(self, field: str) -> LimitExceededError:
+        limit = self.limits.max_metadata_bytes
+        return LimitExceededError(
+            field,
+            f"must encode to at most {limit} bytes",
+            limit="max_metadata_bytes",
+            maximum=limit,
+        )
 
     async def get_channel(self, name: str) -> Channel:
         return await self.store.get_channel(require_segment("name", name))
+
+    @staticmethod
+    def page_token_after(key: str) -> str:
+        """The page token of a list that continues after `key` (a channel's
+        name or a subscription's id), for a page the transport shortened."""
+        return _encode_page_token(key)
 
     async def list_channels(self, *, page_size: int, page_token: str) -> tuple[list[Channel], str]:
         """Returns one page of channels and the token of the next ("" at the end)."""
@@ -217,6 +281,19 @@ class ChannelService:
             return channels[:size], _encode_page_token(channels[size - 1].name)
         return channels, ""
 
+    async def delete_channel(self, name: str) -> int:
+        """Deletes a channel with its events, subscriptions, snapshots and
+        artifact records; returns how many events it held. Open streams on
+        its subscriptions end with SUBSCRIPTION_NOT_FOUND."""
+        name = require_segment("name", name)
+        deleted = await self.store.delete_channel(name)
+        # Pulls read recent events from memory: a channel created again
+        # under this name must not be served the old ones.
+        self._recent.forget(name)
+        for subscription_id in deleted.subscriptions:
+            self._subscription_deleted(subscription_id)
+        return deleted.events
+
     # Events
 
     async def append_events(self, events: Sequence[Event], *, field: str = "events") -> list[Event]:
@@ -225,7 +302,8 @@ class ChannelService:
             raise TooManyItemsError(
                 f"{len(events)} events exceed the limit of {self.limits.max_append_batch} per call"
             )
-        prepared = _prepare_events(events, field, self._encode_event)
+        self._check_links(events, field)
+        prepared = _prepare_events(events, field, self._encode_event, self.limits)
         return await self.store.append_events(prepared)
 
     async def append_each(
@@ -237,9 +315,10 @@ class ChannelService:
             raise TooManyItemsError(
                 f"{len(events)} events exceed the limit of {self.limits.max_append_batch} per call"
             )
+        self._check_links(events, field)
         results: list[Event | SSSNError] = []
         valid: list[Event] = []
-        for outcome in _prepare_each(events, field, self._encode_event):
+        for outcome in _prepare_each(events, field, self._encode_event, self.limits):
             results.append(outcome)
             if isinstance(outcome, Event):
                 valid.append(outcome)
@@ -247,6 +326,18 @@ class ChannelService:
             stored = iter(await self.store.append_each(valid))
             results = [next(stored) if isinstance(r, Event) else r for r in results]
         return results
+
+    def _check_links(self, events: Sequence[Event], field: str) -> None:
+        """Bounds the parent ids of one request, each of which the store looks up."""
+        links = sum(len(event.parent_ids) for event in events if event.parent_ids)
+        if links > self.limits.max_request_links:
+            limit = self.limits.max_request_links
+            raise LimitExceededError(
+                field,
+                f"list {links} parent ids together, over the limit of {limit} per request",
+                limit="max_request_links",
+                maximum=limit,
+            )
 
     def _committed(self, events: Sequence[Event]) -> None:
         """Called by the store with each commit's new events, in commit order:
@@ -288,7 +379,7 @@ class ChannelService:
         from its wire form where it has one, so the store may leave out the
         payload and metadata that form holds (`Store.query_events`)."""
         return await self.store.query_events(
-            channel, after_cursor=after_cursor, limit=limit, kind=kind, values=False
+            channel, after_cursor=after_cursor, limit=limit, kind=kind
         )
 
     # Subscriptions
@@ -313,7 +404,7 @@ class ChannelService:
                 else DEFAULT_BATCH_SIZE
             ),
             kind=optional_token("filter.kind", kind),
-            metadata=require_json("metadata", metadata),
+            metadata=self._require_metadata("metadata", metadata),
         )
         return await self.store.create_subscription(subscription)
 
@@ -354,12 +445,25 @@ class ChannelService:
         """Deletes a subscription; its open stream ends with SUBSCRIPTION_NOT_FOUND."""
         require_segment("subscription_id", subscription_id)
         await self.store.delete_subscription(subscription_id)
+        self._subscription_deleted(subscription_id)
+
+    def _subscription_deleted(self, subscription_id: str) -> None:
+        """Drops what this server keeps about a subscription the store no
+        longer has (DeleteSubscription, DeleteChannel) and ends its open
+        stream; every per-subscription state kept elsewhere is dropped here."""
         self._forget_position(subscription_id)
         self._delivered.pop(subscription_id, None)
         self._seeks.pop(subscription_id, None)
         handle = self._owners.pop(subscription_id, None)
         if handle is not None:
             handle.end(_subscription_gone(subscription_id))
+        for listener in self._deletion_listeners:
+            listener(subscription_id)
+
+    def add_subscription_deleted_listener(self, listener: Callable[[str], None]) -> None:
+        """Calls `listener(subscription_id)` after each subscription is deleted,
+        so that what the transport keeps per subscription (metrics) goes too."""
+        self._deletion_listeners.append(listener)
 
     async def ack(self, subscription_id: str, cursor: int) -> Subscription:
         """Acknowledges every delivered event up to `cursor` and persists it.
@@ -461,13 +565,18 @@ class ChannelService:
         handle: StreamHandle | None = None
         if follow or manual:
             handle = self._take_over(subscription_id, ack_mode, subscription.cursor)
+        wanted = min(limit or subscription.batch_size, self.limits.max_query_limit)
         self._open_streams += 1
         self._no_open_streams.clear()
         try:
             async for delivery in self._stream(
                 subscription,
                 handle,
-                per_batch=limit or subscription.batch_size,
+                # A pull that ends reads and sends its events a chunk at a
+                # time: its first message leaves after one chunk, and what it
+                # holds stays bounded whatever its limit.
+                per_batch=wanted if follow else min(wanted, self.limits.pull_chunk),
+                total=None if follow else wanted,
                 follow=follow,
                 window=max_unacked or self.limits.default_max_unacked,
                 heartbeat=max(
@@ -496,13 +605,14 @@ class ChannelService:
         handle: StreamHandle | None,
         *,
         per_batch: int,
+        total: int | None,
         follow: bool,
         window: int,
         heartbeat: float,
     ) -> AsyncGenerator[Delivery, None]:
         subscription_id = subscription.id
         manual = handle is not None and handle.ack_mode == MANUAL
-        remaining = None if follow else per_batch
+        remaining = total
         turn = self._pull_locks.setdefault(subscription_id, _Turn())
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
@@ -515,6 +625,15 @@ class ChannelService:
                 raise ShuttingDownError()
             wakeup = self._notifier.watch(subscription.channel)
             size = per_batch if remaining is None else min(per_batch, remaining)
+            # A following stream behind the recent commits catches up in
+            # small chunks while other followers wait for live events, a
+            # turn of the event loop each, so that its backlog does not
+            # hold theirs up; alone, in chunks of its limit.
+            catch_up = (
+                min(size, self.limits.catch_up_chunk)
+                if remaining is None and self._notifier.waiting
+                else size
+            )
             if manual:
                 assert handle is not None
                 events = await self._next_manual_batch(handle, size, window)
@@ -525,7 +644,7 @@ class ChannelService:
                 async with turn:
                     seeks = self._seeks.get(subscription_id, 0)
                     current = await self._position(turn, subscription_id)
-                    events = await self._events_after(current, size)
+                    events = await self._events_after(current, size, catch_up)
                     if events:
                         with _sending(handle):
                             self._note_delivered(subscription_id, events[-1].cursor)
@@ -539,6 +658,9 @@ class ChannelService:
                             self._record_delivery(turn, subscription_id, events[-1].cursor)
             if events:
                 last_sent = loop.time()
+                if len(events) == catch_up < size:
+                    # Likely more backlog: let every other ready stream go first.
+                    await asyncio.sleep(0)
             if remaining is not None:
                 remaining -= len(events)
                 if remaining <= 0 or len(events) < size:
@@ -588,9 +710,12 @@ class ChannelService:
             turn.state = await self.store.get_subscription(subscription_id)
         return turn.state
 
-    async def _events_after(self, subscription: Subscription, limit: int) -> list[Event]:
-        """The next events for a subscription: from memory when the recent
-        commits hold them all, else from the store."""
+    async def _events_after(
+        self, subscription: Subscription, limit: int, stored_limit: int
+    ) -> list[Event]:
+        """The next events for a subscription: at most `limit` from memory
+        when the recent commits hold them all, else at most `stored_limit`
+        from the store."""
         events = self._recent.after(
             subscription.channel, subscription.cursor, limit=limit, kind=subscription.kind
         )
@@ -598,7 +723,7 @@ class ChannelService:
             events = await self._events_to_serve(
                 subscription.channel,
                 after_cursor=subscription.cursor,
-                limit=limit,
+                limit=stored_limit,
                 kind=subscription.kind,
             )
         return events
@@ -651,9 +776,9 @@ class ChannelService:
         spec = replace(
             spec,
             channel=optional_segment("channel", spec.channel),
-            media_type=spec.media_type or DEFAULT_MEDIA_TYPE,
-            metadata=require_json("metadata", spec.metadata),
-            event_ids=segment_list("event_ids", spec.event_ids),
+            media_type=optional_text("media_type", spec.media_type) or DEFAULT_MEDIA_TYPE,
+            metadata=self._require_metadata("metadata", spec.metadata),
+            event_ids=segment_list("event_ids", spec.event_ids, most=self.limits.max_links),
         )
         # Fail before receiving a large payload; the store checks again
         # inside the transaction that records it.
@@ -688,12 +813,16 @@ class ChannelService:
             snapshot,
             name=require_segment("snapshot.name", snapshot.name),
             channel=optional_segment("snapshot.channel", snapshot.channel),
+            schema=optional_text("snapshot.schema", snapshot.schema),
             source_event_id=optional_segment("snapshot.source_event_id", snapshot.source_event_id),
             value=require_json("snapshot.value", snapshot.value),
-            metadata=require_json("snapshot.metadata", snapshot.metadata),
+            metadata=self._require_metadata("snapshot.metadata", snapshot.metadata),
             timestamp_ns=require_timestamp("snapshot.timestamp", snapshot.timestamp_ns)
             or time.time_ns(),
         )
+        size = self._measure_json(snapshot.value)
+        if size > self.limits.max_event_bytes:
+            raise EventTooLargeError("snapshot.value", size, self.limits.max_event_bytes)
         return await self.store.put_snapshot(snapshot)
 
     async def get_snapshot(self, name: str) -> Snapshot:
@@ -739,18 +868,18 @@ def _subscription_gone(subscription_id: str) -> SubscriptionNotFoundError:
 
 
 def _prepare_events(
-    events: Sequence[Event], field: str, encode: EventEncoder | None
+    events: Sequence[Event], field: str, encode: EventEncoder | None, limits: Limits
 ) -> list[Event]:
     """Checks and completes events; the first invalid one raises."""
-    rules = _EventRules(events, field, encode, indexed=len(events) > 1)
+    rules = _EventRules(events, field, encode, limits, indexed=len(events) > 1)
     return [rules.prepare(event, index) for index, event in enumerate(events)]
 
 
 def _prepare_each(
-    events: Sequence[Event], field: str, encode: EventEncoder | None
+    events: Sequence[Event], field: str, encode: EventEncoder | None, limits: Limits
 ) -> list[Event | SSSNError]:
     """Checks and completes events; each invalid one is replaced by its error."""
-    rules = _EventRules(events, field, encode, indexed=True)
+    rules = _EventRules(events, field, encode, limits, indexed=True)
     outcomes: list[Event | SSSNError] = []
     for index, event in enumerate(events):
         try:
@@ -770,51 +899,99 @@ class _EventRules:
     ~0.7 µs more of the ~5.3 an event took; batches of 100 ran ~6% slower.
     """
 
-    __slots__ = ("_checked", "_encode", "_field", "_ids", "_indexed", "_now_ns")
+    __slots__ = (
+        "_checked",
+        "_encode",
+        "_field",
+        "_ids",
+        "_indexed",
+        "_limits",
+        "_now_ns",
+        "_texts",
+    )
 
     def __init__(
-        self, events: Sequence[Event], field: str, encode: EventEncoder | None, *, indexed: bool
+        self,
+        events: Sequence[Event],
+        field: str,
+        encode: EventEncoder | None,
+        limits: Limits,
+        *,
+        indexed: bool,
     ) -> None:
         self._now_ns = time.time_ns()
         self._ids = iter(new_ids(sum(1 for event in events if not event.id)))
         self._field = field
         self._indexed = indexed
         self._encode = encode
-        # Strings that passed `is_segment`, the rule of names and tokens alike.
+        self._limits = limits
+        # Strings that passed `is_segment` and `is_short`, the rules of names
+        # and tokens alike; free-form strings (sources, schemas) that passed
+        # `is_short` are kept apart, since they need not be segments.
         self._checked: set[str] = set()
+        self._texts: set[str] = set()
 
     def prepare(self, event: Event, index: int) -> Event:
         """The event completed (id, timestamp, kind, wire form), or raises
         InvalidPayloadError for its first invalid field."""
         checked = self._checked
         event_id = event.id
-        if event_id and not is_segment(event_id):
-            raise not_a_segment(self._path(index, "id"))
+        if event_id:
+            if not is_segment(event_id):
+                raise not_a_segment(self._path(index, "id"))
+            if not is_short(event_id):
+                raise too_long(self._path(index, "id"))
         channel = event.channel
         if channel not in checked:
             if not is_segment(channel):
                 raise not_a_segment(self._path(index, "channel"))
+            if not is_short(channel):
+                raise too_long(self._path(index, "channel"))
             checked.add(channel)
         kind = event.kind or DEFAULT_KIND
         if kind not in checked:
             if not is_segment(kind):
                 raise not_a_token(self._path(index, "kind"))
+            if not is_short(kind):
+                raise too_long(self._path(index, "kind"))
             checked.add(kind)
         correlation_id = event.correlation_id or None
         if correlation_id is not None and correlation_id not in checked:
             if not is_segment(correlation_id):
                 raise not_a_token(self._path(index, "correlation_id"))
+            if not is_short(correlation_id):
+                raise too_long(self._path(index, "correlation_id"))
             checked.add(correlation_id)
+        texts = self._texts
+        for name, text in (("source", event.source), ("schema", event.schema)):
+            if text and text not in texts:
+                if not is_short(text):
+                    raise too_long(self._path(index, name))
+                texts.add(text)
         parent_ids = tuple(event.parent_ids) if event.parent_ids else ()
+        if len(parent_ids) > self._limits.max_links:
+            most = self._limits.max_links
+            raise LimitExceededError(
+                self._path(index, "parent_ids"),
+                f"lists {len(parent_ids)} ids, over the limit of {most}",
+                limit="max_links",
+                maximum=most,
+            )
         for position, parent_id in enumerate(parent_ids):
             if not is_segment(parent_id):
                 raise not_a_segment(self._path(index, f"parent_ids[{position}]"))
+            if not is_short(parent_id):
+                raise too_long(self._path(index, f"parent_ids[{position}]"))
         payload = event.payload
         if not is_json(payload):
             raise not_json(self._path(index, "payload"))
+        if is_deep(payload):
+            raise too_deep(self._path(index, "payload"))
         metadata = event.metadata
         if not is_json(metadata):
             raise not_json(self._path(index, "metadata"))
+        if is_deep(metadata):
+            raise too_deep(self._path(index, "metadata"))
         if not is_timestamp(event.timestamp_ns):
             raise not_a_timestamp(self._path(index, "timestamp"))
         # Built directly, positionally in Event's field order: dataclasses.replace
@@ -832,11 +1009,32 @@ class _EventRules:
             parent_ids,
         )
         if self._encode is not None:
-            prepared.wire = self._encode(prepared, event)  # still private to this call
+            prepared.wire = wire = self._encode(prepared, event)  # still private to this call
+            size = len(wire)
+        else:
+            size = _plain_size(prepared)
+        if size > self._limits.max_event_bytes:
+            event_path = f"{self._field}[{index}]" if self._indexed else self._field
+            raise EventTooLargeError(event_path, size, self._limits.max_event_bytes)
         return prepared
 
     def _path(self, index: int, name: str) -> str:
         return f"{self._field}[{index}].{name}" if self._indexed else f"{self._field}.{name}"
+
+
+def _plain_size(event: Event) -> int:
+    """An event's size without a transport's encoding: its JSON values as
+    text, plus its strings."""
+    values = [event.payload, event.metadata]
+    size = sum(
+        len(value.data) if isinstance(value, Encoded) else json_text_size(value) for value in values
+    )
+    texts = (event.id, event.channel, event.kind, event.source, event.schema, event.correlation_id)
+    return (
+        size
+        + sum(len(text.encode()) for text in texts if text)
+        + sum(len(parent.encode()) for parent in event.parent_ids)
+    )
 
 
 def _encode_page_token(last_name: str) -> str:

@@ -7,8 +7,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import InvalidPayloadError
-from .models import CHANNEL_FORMS, Encoded
+from .errors import InvalidPayloadError, LimitExceededError, PayloadTooDeepError
+from .models import CHANNEL_FORMS, MAX_JSON_DEPTH, Encoded
+
+MAX_NAME_BYTES = 256
+"""Longest name, id, token, source, schema or media type, in UTF-8 bytes."""
 
 # Characters a path segment may not hold; `\s` is exactly `str.isspace()`.
 _NOT_IN_SEGMENT = re.compile(r"[%/:\\\s]")
@@ -23,14 +26,23 @@ def is_segment(value: object) -> bool:
     )
 
 
+def is_short(value: str) -> bool:
+    """Whether a string fits in `MAX_NAME_BYTES` of UTF-8."""
+    # A character takes at most four bytes: most strings need no encoding.
+    return len(value) * 4 <= MAX_NAME_BYTES or len(value.encode()) <= MAX_NAME_BYTES
+
+
 def require_segment(field: str, value: object) -> str:
     """Returns `value` if it is a path segment, else raises InvalidPayloadError.
 
-    A segment is non-empty, has no whitespace, is not `.` or `..` and holds
-    none of `% / : \\` (the reference's rule for names and ids).
+    A segment is non-empty, has no whitespace, is not `.` or `..`, holds
+    none of `% / : \\` (the reference's rule for names and ids) and takes
+    at most `MAX_NAME_BYTES`.
     """
     if not is_segment(value):
         raise not_a_segment(field)
+    if not is_short(value):  # type: ignore[arg-type]
+        raise too_long(field)
     return value  # type: ignore[return-value]
 
 
@@ -38,7 +50,16 @@ def require_token(field: str, value: object) -> str:
     """Returns `value` if it is a token (kinds, consumers, correlation ids)."""
     if not is_segment(value):
         raise not_a_token(field)
+    if not is_short(value):  # type: ignore[arg-type]
+        raise too_long(field)
     return value  # type: ignore[return-value]
+
+
+def optional_text(field: str, value: str | None) -> str | None:
+    """Validates a free-form short string (a source, a schema name, a media type)."""
+    if value and not is_short(value):
+        raise too_long(field)
+    return value
 
 
 # The errors of the rules above and below, for callers that test a value with
@@ -61,6 +82,19 @@ def not_json(field: str) -> InvalidPayloadError:
     return InvalidPayloadError(field, "must be valid JSON (NaN and Infinity are not)")
 
 
+def too_long(field: str) -> LimitExceededError:
+    return LimitExceededError(
+        field,
+        f"must be at most {MAX_NAME_BYTES} bytes long",
+        limit="max_name_bytes",
+        maximum=MAX_NAME_BYTES,
+    )
+
+
+def too_deep(field: str) -> PayloadTooDeepError:
+    return PayloadTooDeepError(field, MAX_JSON_DEPTH)
+
+
 def optional_segment(field: str, value: str | None) -> str | None:
     """Validates a segment that may be absent (None or empty)."""
     return require_segment(field, value) if value else None
@@ -71,9 +105,16 @@ def optional_token(field: str, value: str | None) -> str | None:
     return require_token(field, value) if value else None
 
 
-def segment_list(field: str, values: Iterable[str]) -> tuple[str, ...]:
-    """Validates every item of a list of path segments."""
+def segment_list(field: str, values: Iterable[str], *, most: int) -> tuple[str, ...]:
+    """Validates every item of a list of at most `most` path segments."""
     items = tuple(values)
+    if len(items) > most:
+        raise LimitExceededError(
+            field,
+            f"lists {len(items)} ids, over the limit of {most}",
+            limit="max_links",
+            maximum=most,
+        )
     for index, value in enumerate(items):
         require_segment(f"{field}[{index}]", value)
     return items
@@ -124,10 +165,31 @@ def is_json(value: Any) -> bool:
 
 
 def require_json(field: str, value: Any) -> Any:
-    """Rejects values JSON cannot carry (NaN and infinities are the only way in)."""
+    """Rejects values JSON cannot carry (NaN and infinities are the only way
+    in) and values nested deeper than `MAX_JSON_DEPTH`."""
     if not is_json(value):
         raise not_json(field)
+    if is_deep(value):
+        raise too_deep(field)
     return value
+
+
+def is_deep(value: Any) -> bool:
+    """Whether a JSON value, plain or `Encoded`, nests deeper than `MAX_JSON_DEPTH`."""
+    if isinstance(value, Encoded):
+        return value.deep
+    return nests_deeper(value, MAX_JSON_DEPTH)
+
+
+def nests_deeper(value: Any, depth: int) -> bool:
+    """Whether a plain JSON value nests objects and arrays more than `depth` levels."""
+    if isinstance(value, dict):
+        items: Iterable[Any] = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return False
+    return depth <= 0 or any(nests_deeper(item, depth - 1) for item in items)
 
 
 def is_finite_json(value: Any) -> bool:

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..domain.errors import ArtifactNotFoundError
+from ..domain.errors import ArtifactNotFoundError, StorageFullError
 from .base import ArtifactUpload
 
 _STAGING = ".staging"
+
+# What a write fails with when the file system (or the user's quota) is full.
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextlib.contextmanager
+def _storage_full_as_domain_error() -> Iterator[None]:
+    """Raises StorageFullError for a full disk, so nothing above the store
+    sees the OSError; the caller may retry once space is freed."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise StorageFullError() from exc
+        raise
 
 
 class BlobUpload(ArtifactUpload):
@@ -36,14 +53,16 @@ class BlobUpload(ArtifactUpload):
     def _absorb(self, chunk: bytes) -> None:
         assert self._file is not None, "upload already sealed"
         self._digest.update(chunk)
-        self._file.write(chunk)
+        with _storage_full_as_domain_error():
+            self._file.write(chunk)
         self.size += len(chunk)
 
     def seal(self) -> None:
         """Flushes and fsyncs the temp file so its bytes survive a crash."""
         assert self._file is not None, "upload already sealed"
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        with _storage_full_as_domain_error():
+            self._file.flush()
+            os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
 
@@ -52,7 +71,10 @@ class BlobUpload(ArtifactUpload):
 
     def _discard(self) -> None:
         if self._file is not None:
-            self._file.close()
+            # Closing flushes what is buffered, which fails again on a full
+            # disk; the file is deleted anyway.
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
         self.path.unlink(missing_ok=True)
 
@@ -71,7 +93,8 @@ class BlobDirectory:
             leftover.unlink(missing_ok=True)
 
     def begin(self) -> BlobUpload:
-        return BlobUpload(self.staging / f"{uuid.uuid4().hex}.part")
+        with _storage_full_as_domain_error():
+            return BlobUpload(self.staging / f"{uuid.uuid4().hex}.part")
 
     async def commit(self, upload: BlobUpload) -> str:
         """Makes the upload durable under its digest and returns the digest."""
@@ -80,9 +103,10 @@ class BlobDirectory:
     def _commit(self, upload: BlobUpload) -> str:
         upload.seal()
         digest = upload.sha256
-        # rename is atomic: readers see either no file or the whole payload.
-        os.replace(upload.path, self.root / digest)
-        _fsync_directory(self.root)
+        with _storage_full_as_domain_error():
+            # rename is atomic: readers see either no file or the whole payload.
+            os.replace(upload.path, self.root / digest)
+            _fsync_directory(self.root)
         return digest
 
     async def read(self, digest: str, chunk_size: int) -> AsyncIterator[bytes]:

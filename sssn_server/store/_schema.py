@@ -69,6 +69,34 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE events ADD COLUMN wire BLOB;
     """,
+    # 4: costs that stay flat as the store grows. Each event records its
+    # position among its channel's events (`seq`) and among those of its kind
+    # (`kind_seq`), so the number of events after a cursor is two index
+    # lookups rather than a count; and the latest timestamp of its channel up
+    # to it (`ts_high`), which never decreases along the channel, so the
+    # first event at or after an instant is one index lookup. An event with
+    # a wire form keeps its payload and metadata only there (the columns
+    # hold an empty BLOB). Subscriptions are found by channel through an index.
+    """
+    ALTER TABLE events ADD COLUMN seq INTEGER;
+    ALTER TABLE events ADD COLUMN kind_seq INTEGER;
+    ALTER TABLE events ADD COLUMN ts_high INTEGER;
+    UPDATE events SET seq = ranked.seq, kind_seq = ranked.kind_seq, ts_high = ranked.ts_high
+      FROM (
+        SELECT cursor,
+          row_number() OVER (PARTITION BY channel ORDER BY cursor) AS seq,
+          row_number() OVER (PARTITION BY channel, kind ORDER BY cursor) AS kind_seq,
+          max(timestamp_ns) OVER (
+            PARTITION BY channel ORDER BY cursor ROWS UNBOUNDED PRECEDING
+          ) AS ts_high
+        FROM events
+      ) AS ranked
+      WHERE events.cursor = ranked.cursor;
+    UPDATE events SET payload = x'', metadata = x'' WHERE wire IS NOT NULL;
+    DROP INDEX events_by_channel_timestamp;
+    CREATE INDEX events_by_channel_time ON events(channel, ts_high);
+    CREATE INDEX subscriptions_by_channel ON subscriptions(channel, id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

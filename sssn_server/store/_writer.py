@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..domain.errors import StoreClosedError
+from ..domain.errors import StorageFullError, StoreClosedError
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,7 @@ def _commit_group(
             try:
                 result = requests[0].work(db)
             except Exception as exc:
+                _fail_group_if_lost(db, exc)
                 db.execute("ROLLBACK")
                 return [(exc, None)]
             outcomes.append((None, result))
@@ -189,13 +190,43 @@ def _commit_group(
                 start += run
         db.execute("COMMIT")
     except Exception as exc:
-        # The commit itself failed (disk full, I/O error): nothing of the
-        # group is stored, so every caller gets the error.
-        log.exception("write transaction failed")
-        with contextlib.suppress(Exception):
-            db.execute("ROLLBACK")
-        return [(exc, None) for _request in requests]
+        # The transaction failed as a whole (disk full, I/O error): nothing of
+        # the group is stored, so every caller gets the error, and the
+        # connection is left outside any transaction for the next group.
+        if _is_disk_full(exc):
+            # Expected until space is freed, and the callers are told: one line.
+            log.warning("write transaction failed: %s", exc)
+        else:
+            log.exception("write transaction failed")
+        if db.in_transaction:
+            with contextlib.suppress(Exception):
+                db.execute("ROLLBACK")
+        return [(_store_error(exc), None) for _request in requests]
     return outcomes
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    """Whether SQLite failed because the disk (or its size limit) is full."""
+    return isinstance(error, sqlite3.Error) and error.sqlite_errorcode == sqlite3.SQLITE_FULL
+
+
+def _store_error(error: Exception) -> Exception:
+    """What a caller is told of a failed transaction: a full disk as
+    StorageFullError (retryable), anything else as it is."""
+    if not _is_disk_full(error):
+        return error
+    full = StorageFullError()
+    full.__cause__ = error
+    return full
+
+
+def _fail_group_if_lost(db: sqlite3.Connection, error: Exception) -> None:
+    """Re-raises `error` (being handled) to fail the whole group when the
+    transaction cannot go on: the disk is full, or SQLite rolled the
+    transaction back by itself, as it may on SQLITE_FULL, IOERR or NOMEM.
+    Later statements would otherwise run outside any transaction."""
+    if _is_disk_full(error) or not db.in_transaction:
+        raise error
 
 
 def _combinable_run(requests: list[Request], start: int) -> int:
@@ -212,7 +243,8 @@ def _run_combined(
     db.execute("SAVEPOINT combined")
     try:
         results = combine(db, [request.batch or () for request in requests])
-    except Exception:
+    except Exception as exc:
+        _fail_group_if_lost(db, exc)
         db.execute("ROLLBACK TO combined")
         db.execute("RELEASE combined")
         return [_run_alone(db, request) for request in requests]  # find the culprit
@@ -225,11 +257,13 @@ def _run_alone(db: sqlite3.Connection, request: Request) -> Outcome:
         try:
             return None, request.work(db)
         except Exception as exc:  # its one statement undid itself
+            _fail_group_if_lost(db, exc)
             return exc, None
     db.execute("SAVEPOINT request")
     try:
         result = request.work(db)
     except Exception as exc:
+        _fail_group_if_lost(db, exc)
         db.execute("ROLLBACK TO request")
         db.execute("RELEASE request")
         return exc, None

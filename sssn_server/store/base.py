@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from ..domain.errors import SSSNError
 from ..domain.models import Artifact, ArtifactSpec, Channel, Event, Snapshot, Subscription
+
+
+class StoreLockedError(RuntimeError):
+    """Another process already writes to the store; raised by `Store.open`
+    before anything in the store is read or written."""
+
+    def __init__(self, message: str, *, holder_pid: int | None) -> None:
+        super().__init__(message)
+        self.holder_pid = holder_pid
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelDeletion:
+    """What `Store.delete_channel` removed."""
+
+    events: int
+    """How many events the channel held."""
+    subscriptions: tuple[str, ...]
+    """Ids of the channel's subscriptions, now gone."""
+    artifacts: tuple[str, ...]
+    """Ids of the artifact records of the channel, now gone."""
 
 
 class ArtifactUpload(abc.ABC):
@@ -48,7 +70,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def open(self) -> None:
-        """Opens connections and brings the schema up to date."""
+        """Opens connections and brings the schema up to date.
+
+        Raises:
+            StoreLockedError: a writable store is already open in another
+                process (there is one writer per store).
+        """
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -67,6 +94,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_channels(self, *, after: str | None, limit: int) -> list[Channel]:
         """Returns up to `limit` channels with names greater than `after`, by name."""
+
+    @abc.abstractmethod
+    async def delete_channel(self, name: str) -> ChannelDeletion:
+        """Deletes a channel with its events, subscriptions, snapshots and
+        artifact records, in one transaction; raises ChannelNotFoundError.
+
+        Cursors of the deleted events are not handed out again, and
+        `head_cursor` does not go back. Events and artifacts of other
+        channels that name deleted events keep those ids.
+        """
 
     # Events
 
@@ -106,14 +143,13 @@ class Store(abc.ABC):
         after_cursor: int,
         limit: int,
         kind: str | None,
-        values: bool = True,
     ) -> list[Event]:
         """Returns a channel's events after a cursor, in cursor order.
 
-        `values=False` is for callers that serve events through their `wire`
-        form, which holds payload and metadata: an event that has it comes
-        without them (payload None, metadata empty), which reads less; one
-        stored without it comes whole.
+        An event stored with a `wire` form comes without payload and
+        metadata (payload None, metadata empty), here as from every read:
+        the store keeps an event's content once, and its callers serve
+        events through that form. One stored without it comes whole.
         """
 
     @abc.abstractmethod

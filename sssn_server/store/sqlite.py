@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import itertools
 import json
@@ -38,10 +39,11 @@ from ..domain.models import (
     Subscription,
 )
 from ._blobs import BlobDirectory, BlobUpload
+from ._lock import WriterLock
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 from ._wal import reserve_wal
 from ._writer import Outcome, Request, WriterThread
-from .base import ArtifactUpload, Store
+from .base import ArtifactUpload, ChannelDeletion, Store
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +56,39 @@ ARTIFACTS_DIR = "artifacts"
 # Bound variables per statement; SQLite's own limit is 32,766 (3.32+).
 _MAX_VARIABLES = 10_000
 
-_EVENT_COLUMNS = (
+_STORED_EVENT_COLUMNS = (
     "cursor, id, channel, timestamp_ns, source, kind, payload, schema, "
     "metadata, correlation_id, parent_ids, wire"
 )
-# The same columns, with payload and metadata only where there is no wire
-# form to hold them (NULL otherwise: the columns are NOT NULL, so NULL means
-# "left out"). Reading an event for serving skips two blobs and two objects.
-_LEAN_EVENT_COLUMNS = _EVENT_COLUMNS.replace(
+# The columns read: payload and metadata only where there is no wire form to
+# hold them (an event that has one stores them only there, as an empty BLOB;
+# NULL, which the NOT NULL columns never hold, means "in the wire form").
+_EVENT_COLUMNS = _STORED_EVENT_COLUMNS.replace(
     "payload", "CASE WHEN wire IS NULL THEN payload END"
 ).replace("metadata", "CASE WHEN wire IS NULL THEN metadata END")
 # The values of one event row (`_event_row`). Binding None or bytes costs
 # Python's sqlite3 module an adapter lookup (~0.2-0.3 us a value, against
 # ~0.07 for an int), so an absent source, schema or correlation id is bound
 # as 0, which no text equals, and blobs as bytearray: a batch of 100 binds
-# in ~130 us less.
-_EVENT_ROW = "(?, ?, ?, NULLIF(?, 0), ?, ?, NULLIF(?, 0), ?, NULLIF(?, 0), ?, ?)"
+# in ~130 us less. The last three are the event's positions (`_Positions`).
+_EVENT_ROW = "(?, ?, ?, NULLIF(?, 0), ?, ?, NULLIF(?, 0), ?, NULLIF(?, 0), ?, ?, ?, ?, ?)"
 _INSERT_EVENT = (
-    f"INSERT INTO events ({_EVENT_COLUMNS.removeprefix('cursor, ')}) VALUES {_EVENT_ROW}"
+    f"INSERT INTO events ({_STORED_EVENT_COLUMNS.removeprefix('cursor, ')},"
+    f" seq, kind_seq, ts_high) VALUES {_EVENT_ROW}"
 )
+# One event, its positions found by the statement itself from its channel's
+# last event, so that a single append stays a single statement.
+_LAST_IN_CHANNEL = "FROM events WHERE channel = ?2 ORDER BY cursor DESC LIMIT 1"
+_INSERT_ONE_EVENT = (
+    _INSERT_EVENT.split(" VALUES ")[0]
+    + " VALUES (?1, ?2, ?3, NULLIF(?4, 0), ?5, ?6, NULLIF(?7, 0), ?8, NULLIF(?9, 0), ?10, ?11,"
+    f" coalesce((SELECT seq {_LAST_IN_CHANNEL}), 0) + 1,"
+    " coalesce((SELECT kind_seq FROM events WHERE channel = ?2 AND kind = ?5"
+    " ORDER BY cursor DESC LIMIT 1), 0) + 1,"
+    f" max(?3, coalesce((SELECT ts_high {_LAST_IN_CHANNEL}), ?3)))"
+)
+# A zero-length BLOB: the payload and metadata of an event whose wire form holds them.
+_IN_WIRE = bytearray()
 _CHANNEL_COLUMNS = "name, schema, form, description, metadata"
 _SUBSCRIPTION_COLUMNS = "id, channel, cursor, consumer, batch_size, kind, metadata"
 _ARTIFACT_COLUMNS = "id, channel, media_type, size, sha256, metadata, event_ids"
@@ -86,7 +102,9 @@ class SQLiteStore(Store):
     (`WriterThread`): requests queued while a transaction runs are committed
     together (group commit), each in its own savepoint so one failure fails
     only its caller. Reads use a small pool of separate connections and never
-    wait for it.
+    wait for it. One process at a time opens a folder for writing
+    (`WriterLock`): a second would keep its own commit feed and cursors in
+    memory, and its followers would miss the other's appends.
     """
 
     def __init__(
@@ -95,7 +113,7 @@ class SQLiteStore(Store):
         *,
         read_only: bool = False,
         synchronous: str = "FULL",
-        readers: int = 2,
+        readers: int = 4,
     ) -> None:
         """Describes the store; nothing touches the disk before `open()`.
 
@@ -111,9 +129,12 @@ class SQLiteStore(Store):
         self._synchronous = synchronous
         self._reader_count = max(1, readers)
         self._blobs = BlobDirectory(self.root / ARTIFACTS_DIR)
+        self._lock = WriterLock(self.root)
         self._writer: WriterThread | None = None
         self._readers: list[aiosqlite.Connection] = []
         self._next_reader: itertools.cycle[aiosqlite.Connection] | None = None
+        # Reads in flight on each reader connection.
+        self._busy: collections.Counter[aiosqlite.Connection] = collections.Counter()
         self._closed = True
         self._commit_listeners: list[Callable[[Sequence[Event]], None]] = []
 
@@ -139,6 +160,9 @@ class SQLiteStore(Store):
                 raise FileNotFoundError(f"no store at {self.root} to open read-only")
         else:
             self.root.mkdir(parents=True, exist_ok=True)
+            # Before anything else in the folder: a refused second writer
+            # must not migrate, clean up uploads or touch the WAL.
+            self._lock.acquire()
             self._blobs.prepare()
             self._writer = WriterThread(self._open_writer, self._committed, _append_together)
             await self._writer.start()
@@ -168,6 +192,8 @@ class SQLiteStore(Store):
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None
+        # Last: the next writer may start once this one has closed its files.
+        self._lock.release()
 
     def _uri(self, *, read_only: bool = False, immutable: bool = False) -> str:
         mode = "ro" if read_only else "rwc"
@@ -217,7 +243,14 @@ class SQLiteStore(Store):
     async def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         if self._closed:
             raise StoreClosedError()
-        return list(await self._reader().execute_fetchall(sql, parameters))
+        # The least busy connection: a long read (a large page) holds one,
+        # and the reads behind it go to the others instead of queueing.
+        reader = min(self._readers, key=self._busy.__getitem__)
+        self._busy[reader] += 1
+        try:
+            return list(await reader.execute_fetchall(sql, parameters))
+        finally:
+            self._busy[reader] -= 1
 
     async def _write(
         self,
@@ -301,6 +334,28 @@ class SQLiteStore(Store):
         )
         return [_channel(row) for row in rows]
 
+    async def delete_channel(self, name: str) -> ChannelDeletion:
+        def work(db: sqlite3.Connection) -> ChannelDeletion:
+            _require_channel(db, name)
+            events = db.execute("DELETE FROM events WHERE channel = ?", (name,)).rowcount
+            subscriptions = db.execute(
+                "DELETE FROM subscriptions WHERE channel = ? RETURNING id", (name,)
+            ).fetchall()
+            artifacts = db.execute(
+                "DELETE FROM artifacts WHERE channel = ? RETURNING id", (name,)
+            ).fetchall()
+            db.execute("DELETE FROM snapshots WHERE channel = ?", (name,))
+            db.execute("DELETE FROM channels WHERE name = ?", (name,))
+            # Payload files stay: another record, or an upload whose record
+            # is not written yet, may have the same content.
+            return ChannelDeletion(
+                events=events,
+                subscriptions=tuple(sorted(row[0] for row in subscriptions)),
+                artifacts=tuple(sorted(row[0] for row in artifacts)),
+            )
+
+        return await self._write(work)
+
     # Events
 
     async def append_events(self, events: Sequence[Event]) -> list[Event]:
@@ -330,9 +385,8 @@ class SQLiteStore(Store):
         after_cursor: int,
         limit: int,
         kind: str | None,
-        values: bool = True,
     ) -> list[Event]:
-        columns = _EVENT_COLUMNS if values else _LEAN_EVENT_COLUMNS
+        columns = _EVENT_COLUMNS
         if kind is None:
             sql = (
                 f"SELECT {columns} FROM events WHERE channel = ? AND cursor > ?"
@@ -348,28 +402,45 @@ class SQLiteStore(Store):
         return [_event(row) for row in await self._read(sql, parameters)]
 
     async def head_cursor(self) -> int:
-        rows = await self._read("SELECT coalesce(max(cursor), 0) FROM events")
+        # AUTOINCREMENT's counter, not max(cursor): deleting a channel may
+        # remove the newest events, and the head must not go back.
+        rows = await self._read(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+            " coalesce((SELECT max(cursor) FROM events), 0))"
+        )
         return int(rows[0][0])
 
     async def count_events(self, channel: str, *, after_cursor: int, kind: str | None) -> int:
+        # The channel's (or kind's) last position minus the position of its
+        # last event at or before the cursor: two index lookups, whatever
+        # the count.
         if kind is None:
             rows = await self._read(
-                "SELECT count(*) FROM events WHERE channel = ? AND cursor > ?",
+                "SELECT coalesce((SELECT seq FROM events WHERE channel = ?1"
+                " ORDER BY cursor DESC LIMIT 1), 0) - coalesce((SELECT seq FROM events"
+                " WHERE channel = ?1 AND cursor <= ?2 ORDER BY cursor DESC LIMIT 1), 0)",
                 (channel, after_cursor),
             )
         else:
             rows = await self._read(
-                "SELECT count(*) FROM events WHERE channel = ? AND kind = ? AND cursor > ?",
+                "SELECT coalesce((SELECT kind_seq FROM events WHERE channel = ?1 AND kind = ?2"
+                " ORDER BY cursor DESC LIMIT 1), 0) - coalesce((SELECT kind_seq FROM events"
+                " WHERE channel = ?1 AND kind = ?2 AND cursor <= ?3"
+                " ORDER BY cursor DESC LIMIT 1), 0)",
                 (channel, kind, after_cursor),
             )
         return int(rows[0][0])
 
     async def first_cursor_at(self, channel: str, timestamp_ns: int) -> int | None:
+        # `ts_high` never decreases along a channel, so the first index entry
+        # at or after the instant is the first event (in cursor order) whose
+        # own timestamp is at or after it.
         rows = await self._read(
-            "SELECT min(cursor) FROM events WHERE channel = ? AND timestamp_ns >= ?",
+            "SELECT cursor FROM events WHERE channel = ? AND ts_high >= ?"
+            " ORDER BY ts_high, cursor LIMIT 1",
             (channel, timestamp_ns),
         )
-        return None if rows[0][0] is None else int(rows[0][0])
+        return int(rows[0][0]) if rows else None
 
     # Subscriptions
 
@@ -748,14 +819,58 @@ def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | 
 def _insert(db: sqlite3.Connection, events: Sequence[Event]) -> tuple[int, int]:
     """Inserts events in order, skipping an id already stored; returns how
     many rows went in and the last one's cursor (read from the cursor
-    object, not with another statement)."""
+    object, not with another statement). A skipped id leaves a hole in its
+    channel's positions: callers undo such an insert (`_append_new`) or
+    insert only events checked new (`_append`)."""
     before = db.total_changes
     last = 0
+    positions = _Positions(db)
     for start in range(0, len(events), _ROWS_PER_INSERT):
         chunk = events[start : start + _ROWS_PER_INSERT]
-        rows = [value for event in chunk for value in _event_row(event)]
+        rows = [
+            value
+            for event in chunk
+            for values in (_event_row(event), positions.next(event))
+            for value in values
+        ]
         last = db.execute(_insert_rows(len(chunk)), rows).lastrowid or 0
     return db.total_changes - before, last
+
+
+class _Positions:
+    """Where each new event stands in its channel (`seq`, `kind_seq`,
+    `ts_high`; see schema 4), from its channel's last stored event, read
+    once per channel and kind by each insert of the transaction."""
+
+    __slots__ = ("_channels", "_db", "_kinds")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._channels: dict[str, list[int]] = {}
+        self._kinds: dict[tuple[str, str], int] = {}
+
+    def next(self, event: Event) -> tuple[int, int, int]:
+        """The positions of `event`, taken: call once per event, in insert order."""
+        channel = self._channels.get(event.channel)
+        if channel is None:
+            row = self._db.execute(
+                "SELECT seq, ts_high FROM events WHERE channel = ? ORDER BY cursor DESC LIMIT 1",
+                (event.channel,),
+            ).fetchone()
+            channel = self._channels[event.channel] = [row[0], row[1]] if row else [0, -(2**63)]
+        key = (event.channel, event.kind)
+        kind_seq = self._kinds.get(key)
+        if kind_seq is None:
+            row = self._db.execute(
+                "SELECT kind_seq FROM events WHERE channel = ? AND kind = ?"
+                " ORDER BY cursor DESC LIMIT 1",
+                key,
+            ).fetchone()
+            kind_seq = row[0] if row else 0
+        channel[0] += 1
+        channel[1] = max(channel[1], event.timestamp_ns)
+        self._kinds[key] = kind_seq + 1
+        return channel[0], kind_seq + 1, channel[1]
 
 
 def _with_cursors(events: Sequence[Event], last: int) -> list[Event]:
@@ -791,7 +906,7 @@ def _append_one(db: sqlite3.Connection, event: Event) -> _Appended:
     channel's foreign key and the id's unique index do the checking."""
     try:
         row = db.execute(
-            f"{_INSERT_EVENT} ON CONFLICT(id) DO NOTHING RETURNING cursor", _event_row(event)
+            f"{_INSERT_ONE_EVENT} ON CONFLICT(id) DO NOTHING RETURNING cursor", _event_row(event)
         ).fetchone()
     except sqlite3.IntegrityError:  # the only foreign key: the channel
         raise _channel_not_found(event.channel) from None
@@ -809,19 +924,21 @@ def _append_one(db: sqlite3.Connection, event: Event) -> _Appended:
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
-    """The values `_EVENT_ROW` binds, in the forms that bind fastest."""
+    """The values `_EVENT_ROW` binds before the event's positions, in the
+    forms that bind fastest."""
+    wire = event.wire
     return (
         event.id,
         event.channel,
         event.timestamp_ns,
         0 if event.source is None else event.source,
         event.kind,
-        _json_column(event.payload),
+        _json_column(event.payload) if wire is None else _IN_WIRE,
         0 if event.schema is None else event.schema,
-        _json_column(event.metadata),
+        _json_column(event.metadata) if wire is None else _IN_WIRE,
         0 if event.correlation_id is None else event.correlation_id,
         _dumps(list(event.parent_ids)) if event.parent_ids else "[]",
-        None if event.wire is None else bytearray(event.wire),
+        None if wire is None else bytearray(wire),
     )
 
 
@@ -893,8 +1010,8 @@ def _json_column(value: Any) -> str | bytearray:
 
 def _column_value(column: str | bytes | None, left_out: Any) -> Any:
     """A payload or metadata column's value: a BLOB is the value in the wire
-    form the API received it in (schema 3), TEXT is JSON, and NULL means a
-    lean read left it out (`_LEAN_EVENT_COLUMNS`)."""
+    form the API received it in (schema 3), TEXT is JSON, and NULL means
+    the event's wire form holds it (`_EVENT_COLUMNS`)."""
     if column is None:
         return left_out
     return Encoded(column) if type(column) is bytes else json.loads(column)
