@@ -142,7 +142,7 @@ def _env_path(name: str) -> Path | None:
 
 def _add_mesh_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for running behind proxies and meshes: health is always on;
-    reflection, keepalive, TLS, tokens, metrics and the access log (issue 6)."""
+    reflection, keepalive, TLS, tokens, metrics and the access log."""
     parser.add_argument(
         "--no-reflection",
         dest="reflection",
@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_event_bytes=args.max_event_bytes,
         heartbeat_interval=args.heartbeat_interval,
     )
-    # Issue 6's settings, copied by name from the parsed flags.
+    # The mesh settings (keepalive, TLS, tokens, metrics...), copied by name from the parsed flags.
     config = replace(config, **{name: getattr(args, name) for name in _MESH_SETTINGS})
     if config.access_log:
         _configure_access_log()

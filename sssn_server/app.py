@@ -181,9 +181,9 @@ class SSSNServer:
         `grace` seconds, then closes the store."""
         self.service.begin_shutdown()
         # Probes see NOT_SERVING from the first moment of the drain, so
-        # balancers stop routing new calls here (issue 6).
+        # balancers stop routing new calls here.
         await self.health.enter_graceful_shutdown()
-        # Woken streams need a few loop turns to send UNAVAILABLE (issue 4).
+        # Woken streams need a few loop turns to send UNAVAILABLE.
         await self.service.wait_streams_ended(timeout=1.0)
         if self._server is not None:
             await self._server.stop(self.config.grace if grace is None else grace)
@@ -194,7 +194,7 @@ class SSSNServer:
             http_server.server_close()
             thread.join()
             self._metrics_http = None
-        # Streams ended above may still be recording their last batch (issue 4).
+        # Streams ended above may still be recording their last batch.
         await self.service.flush_cursors()
         await self.store.close()
 

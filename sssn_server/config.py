@@ -39,9 +39,10 @@ class ServerConfig:
     `MAX_EVENT_BYTES_CEILING`, so that any stored event fits in a message a
     stock client accepts."""
     heartbeat_interval: float = 15.0
-    """Seconds an idle following stream waits before it sends an empty message
-    (issue 4); a request's `heartbeat_interval` overrides it."""
-    # Mesh readiness (issue 6). Durations are seconds; 0 turns a limit off.
+    """Seconds an idle following stream waits before it sends an empty message;
+    a request's `heartbeat_interval` overrides it."""
+    # What proxies, probes and meshes expect. Durations are seconds; 0 turns a
+    # limit off.
     reflection: bool = True
     """Serve gRPC server reflection so generic tools can list and call the API."""
     keepalive_time: float = 30.0

@@ -1,4 +1,4 @@
-"""Crash durability under concurrency (issue 5): SIGKILL the server while 16
+"""Crash durability under concurrency: SIGKILL the server while 16
 clients append, restart it on the same store and check what survived.
 
 Guarantees checked after the restart:
