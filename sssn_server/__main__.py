@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -39,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--store",
-        type=Path,
-        default=Path(_env("STORE", _DEFAULTS.store)),
+        default=_env("STORE", _DEFAULTS.store),
         help=(
             "store folder holding sssn.sqlite and artifacts/; one writer at a time, a "
-            "second exits with status 2 [SSSN_STORE] (default: .sssn)"
+            "second exits with status 2; a URL (postgresql://...) or a file is refused "
+            "with status 2 [SSSN_STORE] (default: .sssn)"
         ),
     )
     parser.add_argument(
@@ -275,9 +276,41 @@ _CHOICES = {
 }
 
 
+# `scheme://...`: what a database URL looks like, as opposed to a folder.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def store_folder(value: str) -> Path:
+    """The SQLite store folder named by --store, or ValueError with the one line to print.
+
+    A URL is refused rather than taken as a relative path: `postgresql://h/db`
+    would otherwise become a folder called `postgresql:` beside the server.
+    """
+    if _URL.match(value):
+        scheme = value.split(":", 1)[0].lower()
+        if scheme in {"postgresql", "postgres"}:
+            raise ValueError(
+                "--store: this version has no PostgreSQL backend yet; "
+                "--store takes a folder for the embedded SQLite store"
+            )
+        raise ValueError(
+            f"--store: unsupported URL scheme {scheme!r}; --store takes a folder "
+            "for the embedded SQLite store"
+        )
+    folder = Path(value)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--store {value}: not a folder (a store is a folder holding sssn.sqlite)")
+    return folder
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        store = store_folder(args.store)
+    except ValueError as exc:  # checked before anything is created or written
+        print(f"sssn-server: {exc}", file=sys.stderr)
+        return 2
     if not 1 <= args.max_event_bytes <= MAX_EVENT_BYTES_CEILING:
         parser.error(f"--max-event-bytes must be between 1 and {MAX_EVENT_BYTES_CEILING}")
     for dest, (variable, choices) in _CHOICES.items():
@@ -291,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     config = ServerConfig(
-        store=args.store,
+        store=store,
         host=args.host,
         port=args.port,
         read_only=args.read_only,

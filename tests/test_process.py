@@ -116,6 +116,48 @@ def test_a_bad_choice_from_the_environment_is_refused_clearly(
     assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.parametrize(
+    ("store", "says"),
+    [
+        ("postgresql://user:secret@127.0.0.1:5432/sssn?sslmode=disable", "no PostgreSQL backend"),
+        ("postgres://127.0.0.1/sssn", "no PostgreSQL backend"),
+        ("mysql://127.0.0.1/sssn", "unsupported URL scheme 'mysql'"),
+    ],
+)
+def test_a_store_url_is_refused_without_creating_a_folder(
+    tmp_path: Path, store: str, says: str
+) -> None:
+    result = subprocess.run(
+        [*ENTRY_POINTS["module"], "--store", store, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "secret" not in result.stderr  # a URL's password is never echoed
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no `postgresql:` folder, nothing written
+
+
+def test_a_store_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "sssn.sqlite"
+    not_a_folder.write_bytes(b"")
+    result = subprocess.run(
+        [*ENTRY_POINTS["module"], "--store", str(not_a_folder), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"sssn-server: --store {not_a_folder}: not a folder (a store is a folder holding "
+        "sssn.sqlite)"
+    ]
+    assert not_a_folder.read_bytes() == b""
+
+
 def test_uvloop_is_the_default_where_installed() -> None:
     from sssn_server.__main__ import build_parser
 
