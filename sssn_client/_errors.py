@@ -220,6 +220,14 @@ class StoreReadOnlyError(FailedPreconditionError):
     default_reason = "STORE_READ_ONLY"
 
 
+class EventUndeliverableError(FailedPreconditionError):
+    """The next event is larger than a client receives by default (stored
+    before the server's size limits); the read stops there and no cursor moves
+    past it. Seek the subscription to `resource["cursor"]` to skip it."""
+
+    default_reason = "EVENT_UNDELIVERABLE"
+
+
 class ResourceExhaustedError(SSSNClientError):
     """RESOURCE_EXHAUSTED: a request is too large or carries too many items."""
 
@@ -334,6 +342,7 @@ _BY_REASON: dict[str, type[SSSNClientError]] = {
         PayloadTooDeepError,
         LimitExceededError,
         StoreReadOnlyError,
+        EventUndeliverableError,
         ArtifactTooLargeError,
         TooManyItemsError,
         StorageFullError,

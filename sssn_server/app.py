@@ -17,6 +17,7 @@ from sssn_proto.v1 import store_service_pb2
 
 from .api import StoreServicer
 from .api import _convert as convert
+from .api import _wire as wire
 from .api._auth import AuthInterceptor, TokenTable
 from .api._handlers import add_store_service
 from .api._metrics import Metrics, MetricsInterceptor, start_metrics_endpoint
@@ -107,6 +108,7 @@ class SSSNServer:
             ),
             encode_event=convert.encode_event,
             measure_json=convert.json_size,
+            measure_event=wire.served_size,
         )
         self._server: grpc.aio.Server | None = None
         self.port = 0

@@ -1,14 +1,19 @@
-"""Auto ack mode: a reader that stalls and then dies loses at most the client's stream window."""
+"""Auto ack mode: a reader that stalls and then dies loses at most the client's
+stream window, with the Python client and with the Node.js client."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from sssn_client._config import STREAM_WINDOW_BYTES
 from sssn_proto.v1 import store_service_pb2 as pb
@@ -31,6 +36,32 @@ for count, event in enumerate(stream, 1):
         time.sleep(3600)
 """
 
+# The same consumer written with the Node.js client (clients/node).
+STALLING_NODE_READER = """
+import { SSSNClient } from './src/index.js';
+
+const client = new SSSNClient(process.argv[1]);
+let count = 0;
+for await (const event of client.follow('stalls', { limit: 100 })) {
+  count += 1;
+  if (count === 100) {
+    console.log(String(event.cursor));
+    await new Promise(() => setInterval(() => {}, 1 << 30));
+  }
+}
+"""
+
+NODE_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "node"
+
+
+def reader_command(client: str, address: str) -> tuple[list[str], Path | None]:
+    """The stalling reader for `client`, and the folder it runs in."""
+    if client == "python":
+        return [sys.executable, "-c", STALLING_READER, address], None
+    node = shutil.which("node")
+    assert node is not None, "node is not on PATH; `make test` installs Node.js"
+    return [node, "--input-type=module", "-e", STALLING_NODE_READER, address], NODE_CLIENT
+
 
 async def recorded_cursor(stub: pb_grpc.StoreServiceStub) -> int:
     status = await stub.GetSubscription(
@@ -39,8 +70,12 @@ async def recorded_cursor(stub: pb_grpc.StoreServiceStub) -> int:
     return status.subscription.cursor
 
 
+@pytest.mark.parametrize("client", ["python", "node"])
 async def test_a_stalled_then_killed_reader_loses_at_most_the_window(
-    server: SSSNServer, stub: pb_grpc.StoreServiceStub, make_channel: Callable[..., Any]
+    client: str,
+    server: SSSNServer,
+    stub: pb_grpc.StoreServiceStub,
+    make_channel: Callable[..., Any],
 ) -> None:
     name = await make_channel("window")
     await stub.CreateSubscription(
@@ -48,8 +83,10 @@ async def test_a_stalled_then_killed_reader_loses_at_most_the_window(
     )
     batch = pb.AppendEventsRequest(events=[event(name, "x" * 100) for _ in range(100)])
     await stub.AppendEvents(batch, timeout=DEADLINE)
+    command, folder = reader_command(client, server.address)
     reader = subprocess.Popen(
-        [sys.executable, "-c", STALLING_READER, server.address],
+        command,
+        cwd=folder,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": os.getcwd()},

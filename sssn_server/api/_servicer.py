@@ -208,7 +208,7 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
 
     @_guarded
     async def GetEvent(self, request: pb.GetEventRequest, context: Any) -> Serialized:
-        event = await self._service.get_event(request.id)
+        event = await self._service.get_event_to_serve(request.id)
         return wire.events_message([event])  # GetEventResponse
 
     @_guarded

@@ -116,6 +116,14 @@ def event_bytes(event: Event) -> bytes:
     return wire + cursor
 
 
+def served_size(event: Event) -> int:
+    """How many bytes `event_bytes` gives for an event, without building them
+    when it has a stored form."""
+    if event.wire is None:
+        return len(event_bytes(event))
+    return len(event.wire) + len(_CURSOR_TAG) + len(varint(event.cursor))
+
+
 def framed(data: bytes) -> bytes:
     """One entry of the `events` field (or the single `event` field)."""
     return _EVENTS_TAG + varint(len(data)) + data

@@ -118,6 +118,23 @@ class FailedPreconditionError(SSSNError):
     """The system is not in a state that allows the request."""
 
 
+class EventUndeliverableError(FailedPreconditionError):
+    """The next event of a read is larger than a client receives in one message."""
+
+    reason = "EVENT_UNDELIVERABLE"
+
+    def __init__(self, event_id: str, cursor: int, size: int, limit: int) -> None:
+        super().__init__(
+            f"Event {event_id!r} (cursor {cursor}) encodes to {size} bytes, more than the"
+            f" {limit} a client receives by default; it was stored before the size limits."
+            " Nothing after it is sent until it is skipped: seek the subscription to"
+            f" cursor {cursor} to skip it.",
+            event_id=event_id,
+            cursor=str(cursor),
+            size=str(size),
+        )
+
+
 class StoreReadOnlyError(FailedPreconditionError):
     reason = "STORE_READ_ONLY"
 

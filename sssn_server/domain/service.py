@@ -24,6 +24,7 @@ from ..store.base import Store
 from .errors import (
     ArtifactTooLargeError,
     EventTooLargeError,
+    EventUndeliverableError,
     InvalidPayloadError,
     LimitExceededError,
     ShuttingDownError,
@@ -93,6 +94,10 @@ class Limits:
     """Most ids one event's `parent_ids` or one artifact's `event_ids` lists."""
     max_request_links: int = 10_000
     """Most parent ids all the events of one append request list together."""
+    max_served_event_bytes: int = (4 << 20) - (1 << 10)
+    """Largest event sent in one message: what a stock client receives, less
+    room for the message around it. Only an event stored before the size
+    limits can be larger; a read stops at it (`EventUndeliverableError`)."""
     max_query_limit: int = 10_000
     """Larger QueryEvents and PullSubscription limits are lowered to this."""
     pull_chunk: int = 500
@@ -141,6 +146,8 @@ class SubscriptionLag:
 EventEncoder = Callable[[Event, Event], bytes]
 # A plain JSON value -> its size in bytes as the transport encodes it.
 JSONMeasure = Callable[[Any], int]
+# A stored event -> its size in bytes as the transport serves it.
+EventMeasure = Callable[[Event], int]
 
 
 def json_text_size(value: Any) -> int:
@@ -159,6 +166,7 @@ class ChannelService:
         *,
         encode_event: EventEncoder | None = None,
         measure_json: JSONMeasure = json_text_size,
+        measure_event: EventMeasure | None = None,
     ) -> None:
         """Serves `store` under `limits`.
 
@@ -166,12 +174,15 @@ class ChannelService:
         set, into the form it will be served in, given the event as received
         too; it is stored beside the event so that reads and deliveries send
         it without re-encoding. `measure_json` gives a JSON value's size as
-        the transport encodes it, for the limits on metadata and snapshots.
+        the transport encodes it, for the limits on metadata and snapshots;
+        `measure_event` a stored event's size as the transport serves it, for
+        `Limits.max_served_event_bytes` (without one, its wire form's size).
         """
         self.store = store
         self.limits = limits or Limits()
         self._encode_event = encode_event
         self._measure_json = measure_json
+        self._measure_event = measure_event or _stored_size
         self._notifier = CommitNotifier()
         self._closing = False
         # Pulls of one subscription take turns so each batch goes to one reader.
@@ -357,6 +368,11 @@ class ChannelService:
     async def get_event(self, event_id: str) -> Event:
         return await self.store.get_event(require_segment("id", event_id))
 
+    async def get_event_to_serve(self, event_id: str) -> Event:
+        """`get_event` for a caller that receives the event (GetEvent): refused
+        when the event is too large to send (`EventUndeliverableError`)."""
+        return self._servable([await self.get_event(event_id)])[0]
+
     async def query_events(
         self, channel: str, *, after_cursor: int, limit: int | None, kind: str | None
     ) -> list[Event]:
@@ -377,10 +393,32 @@ class ChannelService:
     ) -> list[Event]:
         """Events read to be sent (QueryEvents, pulls). The API serves an event
         from its wire form where it has one, so the store may leave out the
-        payload and metadata that form holds (`Store.query_events`)."""
-        return await self.store.query_events(
-            channel, after_cursor=after_cursor, limit=limit, kind=kind
+        payload and metadata that form holds (`Store.query_events`). They end
+        before the first event too large to send (`_servable`)."""
+        return self._servable(
+            await self.store.query_events(
+                channel, after_cursor=after_cursor, limit=limit, kind=kind
+            )
         )
+
+    def _servable(self, events: list[Event]) -> list[Event]:
+        """The events before the first one too large to send in one message;
+        when that is the first, `EventUndeliverableError`: a read never skips
+        an event, and never moves a cursor past one, it could not deliver."""
+        limit = self.limits.max_served_event_bytes
+        measure = self._measure_event
+        for index, event in enumerate(events):
+            wire = event.wire
+            # The stored wire form is most of what is sent: measure exactly
+            # only the events that come near the limit or have no such form.
+            if wire is not None and len(wire) < limit >> 1:
+                continue
+            size = measure(event)
+            if size > limit:
+                if index:
+                    return _CutShort(events[:index])
+                raise EventUndeliverableError(event.id, event.cursor, size, limit)
+        return events
 
     # Subscriptions
 
@@ -663,7 +701,7 @@ class ChannelService:
                     await asyncio.sleep(0)
             if remaining is not None:
                 remaining -= len(events)
-                if remaining <= 0 or len(events) < size:
+                if remaining <= 0 or (len(events) < size and not isinstance(events, _CutShort)):
                     # A pull that ends has its position stored when it ends.
                     await turn.written()
                     return
@@ -1020,6 +1058,17 @@ class _EventRules:
 
     def _path(self, index: int, name: str) -> str:
         return f"{self._field}[{index}].{name}" if self._indexed else f"{self._field}.{name}"
+
+
+class _CutShort(list[Event]):
+    """Events read that end before one too large to send: fewer than asked
+    for, yet not the end of what there is (a pull reads on, and stops there)."""
+
+
+def _stored_size(event: Event) -> int:
+    """A stored event's size without a transport's measure: its wire form's,
+    else its values' and strings' (`_plain_size`)."""
+    return len(event.wire) if event.wire is not None else _plain_size(event)
 
 
 def _plain_size(event: Event) -> int:

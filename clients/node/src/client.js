@@ -233,7 +233,10 @@ export class SSSNClient {
    * event as soon as it is committed, until `signal` aborts or the loop
    * breaks (both cancel the stream and end the iteration normally). In the
    * default ack mode the server persists the cursor as it sends, so following
-   * again resumes after the last event received. A stream ended by the server
+   * again resumes after the last event received; a loop that stops reading
+   * holds the stream back once the 64 KiB HTTP/2 window and the 16 messages
+   * grpc-js buffers are full, so a consumer that dies while stuck loses at
+   * most those (docs/delivery.md). A stream ended by the server
    * rejects with an SSSNError: UNAVAILABLE `SHUTTING_DOWN` while it stops
    * (reconnect), ABORTED `SUBSCRIPTION_TAKEN_OVER` when another stream took
    * the subscription over (do not reconnect).
