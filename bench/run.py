@@ -50,6 +50,8 @@ OURS = [
     "live_latency",
     "idle_streams_rss",
 ]
+# Measured by bench/drain.py on a store built for them (ours only).
+OURS_STORE = ["live_under_drain", "disk_per_event"]
 NOOP = [
     "append_sequential",
     "append_concurrent_16",
@@ -72,6 +74,9 @@ ROWS = [
     ("live_latency", "p50_ms", "ms p50", False),
     ("live_latency", "p99_ms", "ms p99", False),
     ("idle_streams_rss", "rss_mib", "MiB RSS", False),
+    ("live_under_drain", "p99_ms", "ms p99", False),
+    ("live_under_drain", "over_idle_p99", "x idle p99", False),
+    ("disk_per_event", "bytes", "bytes/event", False),
 ]
 
 
@@ -200,7 +205,7 @@ def measure_ours(scale: float, workdir: Path) -> dict[str, dict[str, float]]:
         re.compile(r"listening on (\S+)"),
     )
     try:
-        return run_load(
+        results = run_load(
             [
                 sys.executable,
                 str(HERE / "grpc_load.py"),
@@ -214,6 +219,13 @@ def measure_ours(scale: float, workdir: Path) -> dict[str, dict[str, float]]:
         )
     finally:
         server.stop()
+    # A server of its own over a store of its own: the drain needs a large
+    # backlog, and the disk figure a store holding nothing else.
+    store = workdir / "drain"
+    results.update(
+        run_load([sys.executable, str(HERE / "drain.py"), str(store), "--scale", str(scale)])
+    )
+    return results
 
 
 def measure_noop(scale: float) -> dict[str, dict[str, float]]:

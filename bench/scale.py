@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import report
 import run
 import scale_load
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -30,13 +31,9 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "scale.json"
 DOCS = HERE.parent / "docs"
 DOCUMENT = DOCS / "benchmarks-scale.md"
-# docs/benchmarks.md is rewritten by `make bench --save`; --save here puts
-# this link back when it is missing.
-BENCHMARKS_LINK = (
-    "## Growth with the store's size\n\n"
-    "How each cost grows from a small to a large store (`make bench-scale`):\n"
-    "[benchmarks-scale.md](benchmarks-scale.md).\n"
-)
+# docs/benchmarks.md, written by `make bench --save`, links to this page;
+# --save here puts the link back in a copy written before it did.
+BENCHMARKS_LINK = report.GROWTH_SECTION
 
 SMALL, LARGE = 10_000, 1_000_000
 FLAT = 1.5

@@ -53,6 +53,25 @@ async def _load(*arguments: str) -> dict[str, dict[str, float]]:
     return results
 
 
+async def _store_workloads(store: Path) -> dict[str, dict[str, float]]:
+    """bench/drain.py's workloads at a tiny scale, on a store of their own."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(BENCH / "drain.py"),
+        str(store),
+        "--scale",
+        "0.002",
+        cwd=BENCH,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    return {
+        (record := json.loads(line)).pop("workload"): record for line in out.decode().splitlines()
+    }
+
+
 async def _noop_server() -> tuple[asyncio.subprocess.Process, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(BENCH / "noop_server.py"), stdout=asyncio.subprocess.PIPE
@@ -64,11 +83,18 @@ async def _noop_server() -> tuple[asyncio.subprocess.Process, str]:
 
 
 async def test_every_workload_runs_and_the_report_renders(
-    server: SSSNServer, bench_modules: Any
+    server: SSSNServer, bench_modules: Any, tmp_path: Path
 ) -> None:
     run, report = bench_modules
     ours = await _load(server.address, *run.OURS, "--server-pid", str(os.getpid()))
     assert set(ours) == set(run.OURS)
+    on_store = await _store_workloads(tmp_path / "drain")
+    assert set(on_store) == set(run.OURS_STORE)
+    assert on_store["live_under_drain"]["drained_events"] == 1800  # 9 in 10 of 2,000
+    assert on_store["live_under_drain"]["over_idle_p99"] > 0
+    assert on_store["disk_per_event"]["events"] == 2000
+    assert on_store["disk_per_event"]["bytes"] > 100  # a 100-byte payload and more
+    ours.update(on_store)
     assert ours["pull_drain"]["events"] == 500  # 100,000 scaled
     assert ours["live_latency"]["samples"] > 0 and ours["idle_streams_rss"]["streams"] == 5
     noop, address = await _noop_server()
@@ -103,6 +129,7 @@ async def test_every_workload_runs_and_the_report_renders(
     }
     document = report.markdown(saved, table, None)
     assert table in document and "at scale 0.005" in document
+    assert "[benchmarks-scale.md](benchmarks-scale.md)" in document
     # How idle vCPUs wait moves the ceiling most, so the report names it.
     idle = saved["environment"]["machine"]["cpu_idle"]
     assert f"- CPU idle: {idle or 'unknown'} " in document
