@@ -15,8 +15,8 @@ from pathlib import Path
 from . import __version__
 from .app import serve
 from .config import DURABILITY_LEVELS, MAX_EVENT_BYTES_CEILING, ServerConfig
+from .domain.ports import StoreLockedError
 from .loops import EVENT_LOOPS, default_event_loop, loop_factory
-from .store.base import StoreLockedError
 
 _DEFAULTS = ServerConfig()
 

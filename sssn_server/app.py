@@ -24,7 +24,7 @@ from .api._metrics import Metrics, MetricsInterceptor, start_metrics_endpoint
 from .collector import YOUNG_THRESHOLD, tune_for_serving
 from .config import DURABILITY_LEVELS, ServerConfig
 from .domain.service import ChannelService, Limits
-from .store.sqlite import SQLiteStore
+from .store import SQLiteStore
 
 log = logging.getLogger(__name__)
 

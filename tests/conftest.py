@@ -15,7 +15,7 @@ from sssn_proto.v1 import store_service_pb2 as pb
 from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
 from sssn_server.app import SSSNServer
 from sssn_server.config import ServerConfig
-from sssn_server.store._writer import WRITER_THREAD_NAME
+from sssn_server.store.sqlite._writer import WRITER_THREAD_NAME
 
 from .helpers import DEADLINE
 

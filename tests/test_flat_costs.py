@@ -12,7 +12,7 @@ import pytest
 from sssn_server.domain.errors import SSSNError
 from sssn_server.domain.models import Channel, Event, Subscription
 from sssn_server.store import SQLiteStore
-from sssn_server.store._schema import MIGRATIONS, SCHEMA_VERSION
+from sssn_server.store.sqlite._schema import MIGRATIONS, SCHEMA_VERSION
 
 
 @pytest.fixture

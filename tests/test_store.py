@@ -18,9 +18,10 @@ from sssn_server.domain.errors import (
     StoreReadOnlyError,
 )
 from sssn_server.domain.models import Channel, Event
-from sssn_server.store import SQLiteStore, Store
-from sssn_server.store import sqlite as sqlite_store
-from sssn_server.store._schema import SCHEMA_VERSION
+from sssn_server.domain.ports import Store
+from sssn_server.store import SQLiteStore
+from sssn_server.store.sqlite import store as sqlite_store
+from sssn_server.store.sqlite._schema import SCHEMA_VERSION
 
 StoreFactory = Callable[..., Store]
 

@@ -10,8 +10,9 @@ import pytest
 
 from sssn_server.domain.errors import SubscriptionNotFoundError
 from sssn_server.domain.models import Channel, Subscription
-from sssn_server.store import SQLiteStore, Store
-from sssn_server.store._schema import MIGRATIONS, SCHEMA_VERSION
+from sssn_server.domain.ports import Store
+from sssn_server.store import SQLiteStore
+from sssn_server.store.sqlite._schema import MIGRATIONS, SCHEMA_VERSION
 
 from .test_store import BACKENDS, new_event
 

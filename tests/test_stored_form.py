@@ -14,7 +14,7 @@ from google.protobuf import json_format, struct_pb2
 from sssn_proto.v1 import event_pb2
 from sssn_proto.v1 import store_service_pb2 as pb
 from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
-from sssn_server.store._schema import MIGRATIONS
+from sssn_server.store.sqlite._schema import MIGRATIONS
 
 from .helpers import DEADLINE, failure, struct, value
 

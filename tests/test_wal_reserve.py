@@ -8,9 +8,9 @@ from contextlib import closing
 from pathlib import Path
 
 from sssn_proto.v1 import store_service_pb2 as pb
-from sssn_server.store._schema import SCHEMA_VERSION
-from sssn_server.store._wal import reserve_wal
 from sssn_server.store.sqlite import DATABASE_FILE
+from sssn_server.store.sqlite._schema import SCHEMA_VERSION
+from sssn_server.store.sqlite._wal import reserve_wal
 
 from .helpers import DEADLINE, event
 

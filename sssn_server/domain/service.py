@@ -20,7 +20,6 @@ from collections.abc import (
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..store.base import Store
 from .errors import (
     ArtifactTooLargeError,
     EventTooLargeError,
@@ -48,6 +47,7 @@ from .models import (
     Subscription,
 )
 from .notifier import CommitNotifier
+from .ports import Store
 from .recent import RecentEvents
 from .streams import ACK_MODES, AUTO, MANUAL, StreamHandle, StreamStatus
 from .validation import (

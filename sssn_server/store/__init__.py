@@ -1,6 +1,5 @@
-"""Storage behind one async interface; SQLite is the embedded implementation."""
+"""Storage backends behind the domain's port (`domain/ports.py`)."""
 
-from .base import ArtifactUpload, Store
 from .sqlite import SQLiteStore
 
-__all__ = ["ArtifactUpload", "SQLiteStore", "Store"]
+__all__ = ["SQLiteStore"]

@@ -1,4 +1,4 @@
-"""The async storage interface the service is written against; it knows nothing of gRPC."""
+"""The storage port: the async interface the domain needs, implemented by each backend."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from ..domain.errors import SSSNError
-from ..domain.models import Artifact, ArtifactSpec, Channel, Event, Snapshot, Subscription
+from .errors import SSSNError
+from .models import Artifact, ArtifactSpec, Channel, Event, Snapshot, Subscription
 
 
 class StoreLockedError(RuntimeError):

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..domain.errors import ArtifactNotFoundError, StorageFullError
-from .base import ArtifactUpload
+from ...domain.errors import ArtifactNotFoundError, StorageFullError
+from ...domain.ports import ArtifactUpload
 
 _STAGING = ".staging"
 

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from .base import StoreLockedError
+from ...domain.ports import StoreLockedError
 
 LOCK_FILE = "sssn.lock"
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from ..domain.errors import (
+from ...domain.errors import (
     ArtifactNotFoundError,
     ChannelExistsError,
     ChannelNotFoundError,
@@ -29,7 +29,7 @@ from ..domain.errors import (
     SubscriptionExistsError,
     SubscriptionNotFoundError,
 )
-from ..domain.models import (
+from ...domain.models import (
     Artifact,
     ArtifactSpec,
     Channel,
@@ -38,12 +38,12 @@ from ..domain.models import (
     Snapshot,
     Subscription,
 )
+from ...domain.ports import ArtifactUpload, ChannelDeletion, Store
 from ._blobs import BlobDirectory, BlobUpload
 from ._lock import WriterLock
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 from ._wal import reserve_wal
 from ._writer import Outcome, Request, WriterThread
-from .base import ArtifactUpload, ChannelDeletion, Store
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..domain.errors import StorageFullError, StoreClosedError
+from ...domain.errors import StorageFullError, StoreClosedError
 
 log = logging.getLogger(__name__)
 
