@@ -263,6 +263,12 @@ class UnavailableError(SSSNClientError):
     default_reason = "UNAVAILABLE"
 
 
+class StoreUnavailableError(UnavailableError):
+    """The server's database cannot be reached; nothing was changed. Retry with backoff."""
+
+    default_reason = "STORE_UNAVAILABLE"
+
+
 class ServerShuttingDownError(UnavailableError):
     """The server is shutting down; reconnect (streams resume from their cursor)."""
 
@@ -347,6 +353,7 @@ _BY_REASON: dict[str, type[SSSNClientError]] = {
         TooManyItemsError,
         StorageFullError,
         ServerShuttingDownError,
+        StoreUnavailableError,
         InternalError,
         SubscriptionTakenOverError,
         UnauthenticatedError,

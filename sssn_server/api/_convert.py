@@ -197,6 +197,14 @@ def event_from_proto(message: event_pb2.Event) -> Event:
     return event
 
 
+def plain_json(value: Encoded, *, is_object: bool) -> Any:
+    """An `Encoded` value as plain JSON: a payload (a `Value`), or metadata
+    (`is_object`: a `Struct`), for a store that keeps values readable."""
+    if is_object:
+        return from_struct(struct_pb2.Struct.FromString(value.data))
+    return from_value(struct_pb2.Value.FromString(value.data)) if value.data else None
+
+
 # Each returns the value and whether it is the bytes as received.
 
 

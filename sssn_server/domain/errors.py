@@ -197,6 +197,17 @@ class StoreClosedError(UnavailableError):
         super().__init__("The store is closed.")
 
 
+class StoreUnavailableError(UnavailableError):
+    """The database behind the store cannot be reached or refused the connection."""
+
+    reason = "STORE_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server's database is unavailable; nothing was changed. Retry with backoff."
+        )
+
+
 class UnauthenticatedError(SSSNError):
     """The call carried no valid credentials."""
 

@@ -17,17 +17,9 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from ...domain.errors import (
-    ArtifactNotFoundError,
-    ChannelExistsError,
-    ChannelNotFoundError,
-    EventExistsError,
-    EventNotFoundError,
-    SnapshotNotFoundError,
     SSSNError,
     StoreClosedError,
     StoreReadOnlyError,
-    SubscriptionExistsError,
-    SubscriptionNotFoundError,
 )
 from ...domain.models import (
     Artifact,
@@ -39,6 +31,19 @@ from ...domain.models import (
     Subscription,
 )
 from ...domain.ports import ArtifactUpload, ChannelDeletion, Store
+from .._rules import (
+    artifact_not_found,
+    channel_exists,
+    channel_not_found,
+    check_append,
+    dumps,
+    event_exists,
+    event_not_found,
+    snapshot_not_found,
+    subscription_exists,
+    subscription_not_found,
+    with_cursor,
+)
 from ._blobs import BlobDirectory, BlobUpload
 from ._lock import WriterLock
 from ._schema import MIGRATIONS, SCHEMA_VERSION
@@ -310,13 +315,11 @@ class SQLiteStore(Store):
                         channel.schema,
                         channel.form,
                         channel.description,
-                        _dumps(channel.metadata),
+                        dumps(channel.metadata),
                     ),
                 )
             except sqlite3.IntegrityError as exc:
-                raise ChannelExistsError(
-                    f"Channel already exists: {channel.name}", channel=channel.name
-                ) from exc
+                raise channel_exists(channel.name) from exc
             return channel
 
         return await self._write(work)
@@ -324,7 +327,7 @@ class SQLiteStore(Store):
     async def get_channel(self, name: str) -> Channel:
         rows = await self._read(f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE name = ?", (name,))
         if not rows:
-            raise _channel_not_found(name)
+            raise channel_not_found(name)
         return _channel(rows[0])
 
     async def list_channels(self, *, after: str | None, limit: int) -> list[Channel]:
@@ -375,7 +378,7 @@ class SQLiteStore(Store):
     async def get_event(self, event_id: str) -> Event:
         rows = await self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
         if not rows:
-            raise _event_not_found(event_id)
+            raise event_not_found(event_id)
         return _event(rows[0])
 
     async def query_events(
@@ -454,12 +457,7 @@ class SQLiteStore(Store):
             for row in rows:
                 existing = _subscription(row)
                 if existing.channel != subscription.channel:
-                    raise SubscriptionExistsError(
-                        f"Subscription {subscription.id} already exists"
-                        f" for channel {existing.channel}",
-                        subscription_id=subscription.id,
-                        channel=existing.channel,
-                    )
+                    raise subscription_exists(subscription.id, existing.channel)
                 return existing
             db.execute(
                 f"INSERT INTO subscriptions ({_SUBSCRIPTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -470,7 +468,7 @@ class SQLiteStore(Store):
                     subscription.consumer,
                     subscription.batch_size,
                     subscription.kind,
-                    _dumps(subscription.metadata),
+                    dumps(subscription.metadata),
                 ),
             )
             return subscription
@@ -482,7 +480,7 @@ class SQLiteStore(Store):
             f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?", (subscription_id,)
         )
         if not rows:
-            raise _subscription_not_found(subscription_id)
+            raise subscription_not_found(subscription_id)
         return _subscription(rows[0])
 
     async def advance_subscription(self, subscription_id: str, cursor: int) -> None:
@@ -492,7 +490,7 @@ class SQLiteStore(Store):
                 (cursor, subscription_id),
             )
             if changed.rowcount == 0:
-                raise _subscription_not_found(subscription_id)
+                raise subscription_not_found(subscription_id)
 
         await self._write(work)
 
@@ -505,7 +503,7 @@ class SQLiteStore(Store):
             ).fetchall()
             for row in rows:
                 return _subscription(row)
-            raise _subscription_not_found(subscription_id)
+            raise subscription_not_found(subscription_id)
 
         return await self._write(work)
 
@@ -530,7 +528,7 @@ class SQLiteStore(Store):
         def work(db: sqlite3.Connection) -> None:
             deleted = db.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
             if deleted.rowcount == 0:
-                raise _subscription_not_found(subscription_id)
+                raise subscription_not_found(subscription_id)
 
         await self._write(work)
 
@@ -577,8 +575,8 @@ class SQLiteStore(Store):
                     artifact.media_type,
                     artifact.size,
                     artifact.sha256,
-                    _dumps(artifact.metadata),
-                    _dumps(list(artifact.event_ids)),
+                    dumps(artifact.metadata),
+                    dumps(list(artifact.event_ids)),
                 ),
             )
             return artifact
@@ -590,9 +588,7 @@ class SQLiteStore(Store):
             f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE id = ?", (artifact_id,)
         )
         if not rows:
-            raise ArtifactNotFoundError(
-                f"Artifact not found: {artifact_id}", artifact_id=artifact_id
-            )
+            raise artifact_not_found(artifact_id)
         return _artifact(rows[0])
 
     def read_artifact(self, artifact: Artifact, chunk_size: int) -> AsyncIterator[bytes]:
@@ -616,10 +612,10 @@ class SQLiteStore(Store):
                     snapshot.name,
                     snapshot.channel,
                     snapshot.timestamp_ns,
-                    _dumps(snapshot.value),
+                    dumps(snapshot.value),
                     snapshot.schema,
                     snapshot.source_event_id,
-                    _dumps(snapshot.metadata),
+                    dumps(snapshot.metadata),
                 ),
             )
             return snapshot
@@ -631,7 +627,7 @@ class SQLiteStore(Store):
             f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE name = ?", (name,)
         )
         if not rows:
-            raise SnapshotNotFoundError(f"Snapshot not found: {name}", snapshot=name)
+            raise snapshot_not_found(name)
         row = rows[0]
         return Snapshot(
             name=row[0],
@@ -690,7 +686,7 @@ async def _scalar(db: aiosqlite.Connection, sql: str) -> int:
 
 def _require_channel(db: sqlite3.Connection, name: str) -> None:
     if db.execute("SELECT 1 FROM channels WHERE name = ?", (name,)).fetchone() is None:
-        raise _channel_not_found(name)
+        raise channel_not_found(name)
 
 
 def _require_events(db: sqlite3.Connection, event_ids: Sequence[str]) -> None:
@@ -699,7 +695,7 @@ def _require_events(db: sqlite3.Connection, event_ids: Sequence[str]) -> None:
     found = {row[0] for row in _select_in(db, "SELECT id FROM events WHERE id IN", unique)}
     for event_id in unique:
         if event_id not in found:
-            raise _event_not_found(event_id)
+            raise event_not_found(event_id)
 
 
 def _select_in(db: sqlite3.Connection, sql: str, values: Sequence[str]) -> list[Any]:
@@ -753,7 +749,7 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
     fresh: list[Event] = []
     for event in events:  # in order, so the first bad event is the one reported
         try:
-            is_new = _check_append(event, known, channels, stored_parents)
+            is_new = check_append(event, known, channels, stored_parents)
         except SSSNError as error:
             if atomic:
                 raise
@@ -878,7 +874,7 @@ def _with_cursors(events: Sequence[Event], last: int) -> list[Event]:
     gave each row the next one, in order (this connection is the only
     writer), so they are consecutive up to `last`."""
     first = last - len(events) + 1
-    return [_with_cursor(event, first + index) for index, event in enumerate(events)]
+    return [with_cursor(event, first + index) for index, event in enumerate(events)]
 
 
 def _append_together(db: sqlite3.Connection, batches: list[Sequence[Event]]) -> list[_Appended]:
@@ -909,9 +905,9 @@ def _append_one(db: sqlite3.Connection, event: Event) -> _Appended:
             f"{_INSERT_ONE_EVENT} ON CONFLICT(id) DO NOTHING RETURNING cursor", _event_row(event)
         ).fetchone()
     except sqlite3.IntegrityError:  # the only foreign key: the channel
-        raise _channel_not_found(event.channel) from None
+        raise channel_not_found(event.channel) from None
     if row is not None:
-        stored = _with_cursor(event, row[0])
+        stored = with_cursor(event, row[0])
         return _Appended([stored], [stored])
     # The id exists: a retry, or a clash with another channel's event.
     existing = _event(
@@ -919,7 +915,7 @@ def _append_one(db: sqlite3.Connection, event: Event) -> _Appended:
     )
     if existing.channel != event.channel:
         _require_channel(db, event.channel)  # a missing channel is reported first
-        raise _event_exists(event.id, existing.channel)
+        raise event_exists(event.id, existing.channel)
     return _Appended([existing], [])
 
 
@@ -937,75 +933,15 @@ def _event_row(event: Event) -> tuple[Any, ...]:
         0 if event.schema is None else event.schema,
         _json_column(event.metadata) if wire is None else _IN_WIRE,
         0 if event.correlation_id is None else event.correlation_id,
-        _dumps(list(event.parent_ids)) if event.parent_ids else "[]",
+        dumps(list(event.parent_ids)) if event.parent_ids else "[]",
         None if wire is None else bytearray(wire),
     )
-
-
-def _check_append(
-    event: Event, known: dict[str, str], channels: set[str], stored_parents: set[str]
-) -> bool:
-    """Whether `event` is new (False: a retry of a stored id); raises if it is refused."""
-    if event.channel not in channels:
-        raise _channel_not_found(event.channel)
-    owner = known.get(event.id)
-    if owner is not None:
-        if owner != event.channel:
-            raise _event_exists(event.id, owner)
-        return False
-    for parent in event.parent_ids:
-        if parent not in known and parent not in stored_parents:
-            raise _event_not_found(parent)
-    return True
-
-
-def _with_cursor(event: Event, cursor: int) -> Event:
-    # Built directly, positionally in Event's field order (see `_event`):
-    # dataclasses.replace costs several times more, keywords twice as much.
-    return Event(
-        event.id,
-        event.channel,
-        event.timestamp_ns,
-        event.kind,
-        event.payload,
-        event.source,
-        event.schema,
-        event.metadata,
-        event.correlation_id,
-        event.parent_ids,
-        cursor,
-        event.wire,
-    )
-
-
-def _channel_not_found(name: str) -> ChannelNotFoundError:
-    return ChannelNotFoundError(f"Channel not found: {name}", channel=name)
-
-
-def _event_exists(event_id: str, owner: str) -> EventExistsError:
-    return EventExistsError(
-        f"Event id {event_id} already exists in channel {owner}", event_id=event_id, channel=owner
-    )
-
-
-def _event_not_found(event_id: str) -> EventNotFoundError:
-    return EventNotFoundError(f"Event not found: {event_id}", event_id=event_id)
-
-
-def _subscription_not_found(subscription_id: str) -> SubscriptionNotFoundError:
-    return SubscriptionNotFoundError(
-        f"Subscription not found: {subscription_id}", subscription_id=subscription_id
-    )
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _json_column(value: Any) -> str | bytearray:
     """JSON text, or an `Encoded` value's bytes kept as they are (a BLOB;
     bytearray binds faster, see `_EVENT_ROW`)."""
-    return bytearray(value.data) if isinstance(value, Encoded) else _dumps(value)
+    return bytearray(value.data) if isinstance(value, Encoded) else dumps(value)
 
 
 def _column_value(column: str | bytes | None, left_out: Any) -> Any:
