@@ -32,11 +32,14 @@ NODE_INSTALLED := $(NODE_CLIENT)/node_modules/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 NPM_FLAGS := --no-audit --no-fund --ignore-scripts
+# `make run-postgres` keeps its PostgreSQL cluster (tools/pg_cluster.py) here.
+PG_DIR := .sssn-pg
+PG_PORT ?= 5433
 
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all proto run test fuzz lint clean node tools contract baseline docs bench bench-scale
+.PHONY: all proto run run-postgres test fuzz lint clean node postgres tools contract baseline docs bench bench-scale
 
 all: test
 
@@ -61,6 +64,13 @@ node:  ## make sure node and npm exist (apt-get installs them where missing)
 	  echo "npm not found: installing it with apt-get"; \
 	  $(SUDO) apt-get update && $(APT_INSTALL) npm; }
 
+# The tests run throwaway PostgreSQL clusters (tools/pg_cluster.py). Debian's
+# package keeps initdb off PATH, in /usr/lib/postgresql/<version>/bin.
+postgres:  ## make sure PostgreSQL's initdb exists (apt-get installs it where missing)
+	@{ command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || { \
+	  echo "initdb not found: installing PostgreSQL with apt-get (the tests run their own clusters)"; \
+	  $(SUDO) apt-get update && $(APT_INSTALL) postgresql; }
+
 # Exactly what package-lock.json pins; reinstalled when the lockfile changes.
 $(NODE_INSTALLED): $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json | node
 	cd $(NODE_CLIENT) && npm ci $(NPM_FLAGS)
@@ -77,10 +87,19 @@ tools: $(BUF_INSTALLED)  ## install the pinned buf into .tools/ (for buf generat
 run: $(GENERATED)  ## serve on 127.0.0.1:7700 with the store in .sssn/ (ARGS="--port 7800" to change)
 	$(VENV)/bin/sssn-server $(ARGS)
 
+# The cluster keeps its data in $(PG_DIR)/ between runs and is stopped when the
+# server exits, Ctrl-C included: the INT/TERM traps turn the signal into an exit
+# so that the EXIT trap runs.
+run-postgres: $(GENERATED) | postgres  ## serve with the store in PostgreSQL, a local cluster in .sssn-pg/ on port 5433 (PG_PORT)
+	$(PY) tools/pg_cluster.py start $(PG_DIR) --port $(PG_PORT)
+	trap '$(PY) tools/pg_cluster.py stop $(PG_DIR)' EXIT; trap 'exit 130' INT TERM; \
+	  $(VENV)/bin/sssn-server --store postgresql://sssn@127.0.0.1:$(PG_PORT)/sssn $(ARGS)
+
 # tests/test_contract.py runs buf lint and buf breaking; tests/test_node_client.py
-# runs the Node client's tests against a live server.
-test: $(GENERATED) $(NODE_INSTALLED) $(BUF_INSTALLED)  ## run the test suite against real servers
-	$(PY) -m pytest $(PYTEST_ARGS)
+# runs the Node client's tests against a live server. The suite runs on both
+# backends; SSSN_REQUIRE_POSTGRES makes a missing PostgreSQL fail, never skip.
+test: $(GENERATED) $(NODE_INSTALLED) $(BUF_INSTALLED) | postgres  ## run the test suite against real servers, on SQLite and PostgreSQL
+	SSSN_REQUIRE_POSTGRES=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # `make test` fuzzes every RPC with a few hundred requests; this runs
 # FUZZ_EXAMPLES per kind of request (well-formed and corrupted), the same
@@ -125,5 +144,5 @@ docs: $(INSTALLED)  ## regenerate the error-reason table in docs/polyglot.md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
-	rm -rf $(TOOLS) $(NODE_CLIENT)/node_modules
+	rm -rf $(TOOLS) $(NODE_CLIENT)/node_modules $(PG_DIR)
 	find sssn_proto/v1 -name '*_pb2*' -delete; rm -f $(GENERATED)

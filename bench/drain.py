@@ -1,7 +1,7 @@
 """`make bench` on a store built for it: live latency beside a catch-up drain, disk per event.
 
-Run by `bench/run.py` against a fresh store folder; prints one JSON line per
-workload, like `grpc_load.py`:
+Run by `bench/run.py` against a fresh store folder (or an empty PostgreSQL
+database); prints one JSON line per workload, like `grpc_load.py`:
 
 - `live_under_drain`: one following stream fed at a steady rate, first with
   nothing else running (idle), then while another process drains a
@@ -27,7 +27,7 @@ DRAIN_EVENTS = 1_000_000
 LIVE_EVENTS, LIVE_RATE, LIVE_MINIMUM = 1000, 500.0, 20
 
 
-async def measure(store: Path, factor: float) -> dict[str, dict[str, float]]:
+async def measure(store: Path | str, factor: float) -> dict[str, dict[str, float]]:
     events = max(10, int(DRAIN_EVENTS * factor))
     built, per_event, _ = await scale.build_store(store, events, random.Random(1))
     server, _ = await scale.start_server(store)
@@ -61,10 +61,13 @@ async def measure(store: Path, factor: float) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("store", type=Path, help="a folder for the store (created)")
+    parser.add_argument(
+        "store", help="a folder for the store (created), or the URL of an empty PostgreSQL database"
+    )
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args()
-    for workload, metrics in asyncio.run(measure(args.store, args.scale)).items():
+    store: Path | str = args.store if "://" in args.store else Path(args.store)
+    for workload, metrics in asyncio.run(measure(store, args.scale)).items():
         print(json.dumps({"workload": workload, **metrics}), flush=True)
 
 

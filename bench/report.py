@@ -23,6 +23,7 @@ SYSTEMS = {  # key in the results: label, colour
     "reference": ("reference sssn 0.1.1 (HTTP)", "#ff7f0e"),
     "noop": ("no-op gRPC ceiling", "#7f7f7f"),
     "jetstream": ("NATS JetStream", "#2ca02c"),
+    "postgres": ("ours on PostgreSQL", "#9467bd"),
 }
 MB_PER_MIB = 1.048576
 

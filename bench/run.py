@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -199,9 +200,13 @@ def run_load(command: list[str]) -> dict[str, dict[str, float]]:
     return results
 
 
-def measure_ours(scale: float, workdir: Path) -> dict[str, dict[str, float]]:
+def measure_ours(scale: float, workdir: Path, cluster: Any = None) -> dict[str, dict[str, float]]:
+    """Our server on a fresh SQLite store, or with `cluster` (a running
+    `tools/pg_cluster.PostgresCluster`) on fresh PostgreSQL databases."""
+    run = f"run{next(_RUNS)}"
+    store = str(workdir / "ours") if cluster is None else cluster.create_database(f"{run}_ours")
     server = Server(
-        [sys.executable, "-m", "sssn_server", "--store", str(workdir / "ours"), "--port", "0"],
+        [sys.executable, "-m", "sssn_server", "--store", store, "--port", "0"],
         re.compile(r"listening on (\S+)"),
     )
     try:
@@ -221,11 +226,26 @@ def measure_ours(scale: float, workdir: Path) -> dict[str, dict[str, float]]:
         server.stop()
     # A server of its own over a store of its own: the drain needs a large
     # backlog, and the disk figure a store holding nothing else.
-    store = workdir / "drain"
-    results.update(
-        run_load([sys.executable, str(HERE / "drain.py"), str(store), "--scale", str(scale)])
-    )
+    drain = str(workdir / "drain") if cluster is None else cluster.create_database(f"{run}_drain")
+    results.update(run_load([sys.executable, str(HERE / "drain.py"), drain, "--scale", str(scale)]))
     return results
+
+
+_RUNS = itertools.count()
+
+
+def start_postgres() -> Any:
+    """A durable PostgreSQL cluster of the bench's own (fsync on, as in
+    production), from tools/pg_cluster.py; None where PostgreSQL is missing."""
+    sys.path.insert(0, str(HERE.parent / "tools"))
+    import pg_cluster
+
+    if pg_cluster.find_pg_bin() is None:
+        print("note: PostgreSQL is not installed; its columns stay empty", file=sys.stderr)
+        return None
+    cluster = pg_cluster.PostgresCluster()
+    cluster.start()
+    return cluster
 
 
 def measure_noop(scale: float) -> dict[str, dict[str, float]]:
@@ -347,17 +367,20 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
     lines = [
         "| workload | unit | ours | reference | ours vs reference"
-        " | no-op ceiling | ours vs ceiling | JetStream | ours vs JetStream |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " | no-op ceiling | ours vs ceiling | JetStream | ours vs JetStream"
+        " | ours on PostgreSQL | SQLite vs PostgreSQL |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    systems = ("ours", "reference", "noop", "jetstream", "postgres")
     for workload, metric, unit, higher in ROWS:
-        ours, reference, noop, jetstream = (
-            cell(system, workload, metric) for system in ("ours", "reference", "noop", "jetstream")
+        ours, reference, noop, jetstream, postgres = (
+            cell(system, workload, metric) for system in systems
         )
         lines.append(
             f"| {workload} | {unit} | {fmt(ours)} | {fmt(reference)} | "
             f"{ratio(ours, reference, higher)} | {fmt(noop)} | {ratio(ours, noop, higher)} | "
-            f"{fmt(jetstream)} | {ratio(ours, jetstream, higher)} |"
+            f"{fmt(jetstream)} | {ratio(ours, jetstream, higher)} | "
+            f"{fmt(postgres)} | {ratio(ours, postgres, higher)} |"
         )
     return "\n".join(lines)
 
@@ -376,6 +399,17 @@ def _venv_version(python: Path | None, package: str) -> str | None:
     return _output(
         [str(python), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"]
     )
+
+
+def _postgres_version() -> str | None:
+    sys.path.insert(0, str(HERE.parent / "tools"))
+    import pg_cluster
+
+    directory = pg_cluster.find_pg_bin()
+    if directory is None:
+        return None
+    version = _output([str(directory / "postgres"), "--version"])
+    return version.rsplit(" ", 1)[-1] if version else None
 
 
 def _event_loop() -> str:
@@ -424,6 +458,8 @@ def environment(
             "protobuf": importlib.metadata.version("protobuf"),
             "aiosqlite": importlib.metadata.version("aiosqlite"),
             "sqlite": sqlite3.sqlite_version,
+            "asyncpg": importlib.metadata.version("asyncpg"),
+            "postgresql": _postgres_version(),
             "event loop": _event_loop(),
             "reference sssn": _venv_version(reference, "sssn"),
             "nats-server": server_version.removeprefix("nats-server: ") if server_version else None,
@@ -460,6 +496,33 @@ def save(saved: dict[str, Any], markdown_table: str) -> None:
     print(f"wrote {' and '.join(written)}")
 
 
+def repeat_once(
+    args: argparse.Namespace,
+    runs: dict[str, list[dict[str, dict[str, float]]]],
+    python: Path | None,
+    nats_server: str | None,
+    nats_python: Path | None,
+    cluster: Any,
+) -> None:
+    """One repetition of every system, each on fresh storage."""
+    with tempfile.TemporaryDirectory(prefix="sssn-bench-") as tmp:
+        workdir = Path(tmp)
+        runs["ours"].append(measure_ours(args.scale, workdir))
+        if cluster is not None:
+            runs["postgres"].append(measure_ours(args.scale, workdir, cluster))
+        runs["noop"].append(measure_noop(args.scale))
+        if python is not None:
+            runs["reference"].append(measure_reference(python, args.scale, workdir))
+        if nats_server is not None and nats_python is not None:
+            try:
+                runs["jetstream"].append(
+                    measure_jetstream(nats_server, nats_python, args.scale, workdir)
+                )
+            except (RuntimeError, subprocess.SubprocessError) as error:
+                details = getattr(error, "stderr", None) or ""
+                print(f"note: JetStream run failed: {error}\n{details}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3, help="runs per system; medians reported")
@@ -468,6 +531,9 @@ def main() -> None:
     )
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--skip-nats", action="store_true", help="leave out NATS JetStream")
+    parser.add_argument(
+        "--skip-postgres", action="store_true", help="leave out our server on PostgreSQL"
+    )
     parser.add_argument(
         "--save", action="store_true", help="write docs/benchmarks.md and docs/benchmarks.png"
     )
@@ -478,23 +544,15 @@ def main() -> None:
         nats_server = ensure_nats_server()
         if nats_server is not None:
             nats_python = ensure_optional_venv(NATS_VENV, NATS_PACKAGES, "JetStream")
+    cluster = None if args.skip_postgres else start_postgres()
     runs: dict[str, list[dict[str, dict[str, float]]]] = defaultdict(list)
-    for repetition in range(args.repeat):
-        print(f"repetition {repetition + 1}/{args.repeat}", file=sys.stderr, flush=True)
-        with tempfile.TemporaryDirectory(prefix="sssn-bench-") as tmp:
-            workdir = Path(tmp)
-            runs["ours"].append(measure_ours(args.scale, workdir))
-            runs["noop"].append(measure_noop(args.scale))
-            if python is not None:
-                runs["reference"].append(measure_reference(python, args.scale, workdir))
-            if nats_server is not None and nats_python is not None:
-                try:
-                    runs["jetstream"].append(
-                        measure_jetstream(nats_server, nats_python, args.scale, workdir)
-                    )
-                except (RuntimeError, subprocess.SubprocessError) as error:
-                    details = getattr(error, "stderr", None) or ""
-                    print(f"note: JetStream run failed: {error}\n{details}", file=sys.stderr)
+    try:
+        for repetition in range(args.repeat):
+            print(f"repetition {repetition + 1}/{args.repeat}", file=sys.stderr, flush=True)
+            repeat_once(args, runs, python, nats_server, nats_python, cluster)
+    finally:
+        if cluster is not None:
+            cluster.destroy()
     results = {system: medians(system_runs) for system, system_runs in runs.items()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     saved = {

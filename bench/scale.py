@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import report
 import run
@@ -111,7 +112,7 @@ def progress(message: str) -> None:
 # Servers
 
 
-async def start_server(store: Path) -> tuple[run.Server, float]:
+async def start_server(store: Path | str) -> tuple[run.Server, float]:
     """A server on `store` and a free loopback port, and how long it took to
     answer a health check from the moment its process started."""
     began = time.perf_counter()
@@ -142,21 +143,41 @@ def disk_bytes(store: Path) -> int:
     return sum(path.stat().st_size for path in files if path.exists())
 
 
-async def build_store(store: Path, events: int, rng: random.Random) -> tuple[Built, float, float]:
+async def _database_bytes(url: str) -> int:
+    """A PostgreSQL store's tables with their indexes and TOAST, vacuumed."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("VACUUM ANALYZE")
+        return int(
+            await connection.fetchval(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
+                " WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace"
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def build_store(
+    store: Path | str, events: int, rng: random.Random
+) -> tuple[Built, float, float]:
     """A fresh store of `events` events, its bytes per event on disk, and the
     seconds building it took."""
+    name = store.name if isinstance(store, Path) else store.rsplit("/", 1)[1]
     server, _ = await start_server(store)
     try:
         channel, stub = scale_load.connect(server.address)
         async with channel:
             began = time.perf_counter()
             built = await scale_load.build(
-                stub, events, rng, lambda line: progress(f"  {store.name}: {line}")
+                stub, events, rng, lambda line: progress(f"  {name}: {line}")
             )
             took = time.perf_counter() - began
-            progress(f"  {store.name}: built in {took:.1f} s")
+            progress(f"  {name}: built in {took:.1f} s")
     finally:
         server.stop()
+    if isinstance(store, str):
+        return built, await _database_bytes(store) / events, took
     return built, disk_bytes(store) / events, took
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from . import __version__
 from .app import serve
 from .config import DURABILITY_LEVELS, MAX_EVENT_BYTES_CEILING, ServerConfig
-from .domain.ports import StoreLockedError
+from .domain.ports import StoreLockedError, StoreUnreachableError
 from .loops import EVENT_LOOPS, default_event_loop, loop_factory
+from .store import is_database_url
 
 _DEFAULTS = ServerConfig()
 
@@ -34,17 +35,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sssn-server",
         description=(
             "Serve SSSN semantic channels (sssn.v1.StoreService) over gRPC from an "
-            "embedded SQLite store. Every flag can also be set with the environment "
-            "variable shown in brackets."
+            "embedded SQLite store or a PostgreSQL database. Every flag can also be set "
+            "with the environment variable shown in brackets."
         ),
     )
     parser.add_argument(
         "--store",
         default=_env("STORE", _DEFAULTS.store),
         help=(
-            "store folder holding sssn.sqlite and artifacts/; one writer at a time, a "
-            "second exits with status 2; a URL (postgresql://...) or a file is refused "
-            "with status 2 [SSSN_STORE] (default: .sssn)"
+            "store folder holding sssn.sqlite and artifacts/, or a PostgreSQL URL "
+            "(postgresql://user:password@host:port/db, query options such as sslmode "
+            "pass through); one writer per store, a second exits with status 2; a URL "
+            "of another scheme or a file is refused with status 2 [SSSN_STORE] "
+            "(default: .sssn)"
+        ),
+    )
+    parser.add_argument(
+        "--pg-pool-size",
+        type=int,
+        default=int(_env("PG_POOL_SIZE", _DEFAULTS.pg_pool_size)),
+        help=(
+            "most connections to PostgreSQL, one of them writing; ignored for a "
+            f"SQLite store [SSSN_PG_POOL_SIZE] (default: {_DEFAULTS.pg_pool_size})"
         ),
     )
     parser.add_argument(
@@ -74,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("DURABILITY", _DEFAULTS.durability),
         help=(
             "full: every acknowledged write survives power loss; normal: faster, "
-            "survives a killed process but may lose the last writes on power loss "
-            "[SSSN_DURABILITY] (default: full)"
+            "survives a killed process but may lose the last writes on power loss; on "
+            "PostgreSQL, synchronous_commit on or off [SSSN_DURABILITY] (default: full)"
         ),
     )
     loop = default_event_loop()
@@ -276,26 +288,24 @@ _CHOICES = {
 }
 
 
-# `scheme://...`: what a database URL looks like, as opposed to a folder.
+# `scheme://...`: what a URL looks like, as opposed to a folder.
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def store_folder(value: str) -> Path:
-    """The SQLite store folder named by --store, or ValueError with the one line to print.
+def store_location(value: str) -> Path | str:
+    """The store --store names (a PostgreSQL URL, or a SQLite folder), or
+    ValueError with the one line to print.
 
-    A URL is refused rather than taken as a relative path: `postgresql://h/db`
-    would otherwise become a folder called `postgresql:` beside the server.
+    A URL of another scheme is refused rather than taken as a relative path:
+    `mysql://h/db` would otherwise become a folder called `mysql:`.
     """
+    if is_database_url(value):
+        return value
     if _URL.match(value):
         scheme = value.split(":", 1)[0].lower()
-        if scheme in {"postgresql", "postgres"}:
-            raise ValueError(
-                "--store: this version has no PostgreSQL backend yet; "
-                "--store takes a folder for the embedded SQLite store"
-            )
         raise ValueError(
-            f"--store: unsupported URL scheme {scheme!r}; --store takes a folder "
-            "for the embedded SQLite store"
+            f"--store: unsupported URL scheme {scheme!r}; --store takes a folder for the"
+            " embedded SQLite store or a postgresql:// URL"
         )
     folder = Path(value)
     if folder.exists() and not folder.is_dir():
@@ -307,10 +317,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        store = store_folder(args.store)
+        store = store_location(args.store)
     except ValueError as exc:  # checked before anything is created or written
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2
+    if args.pg_pool_size < 2:
+        parser.error("--pg-pool-size must be at least 2 (one connection writes, one reads)")
     if not 1 <= args.max_event_bytes <= MAX_EVENT_BYTES_CEILING:
         parser.error(f"--max-event-bytes must be between 1 and {MAX_EVENT_BYTES_CEILING}")
     for dest, (variable, choices) in _CHOICES.items():
@@ -328,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         read_only=args.read_only,
+        pg_pool_size=args.pg_pool_size,
         durability=args.durability,
         grace=args.grace,
         max_artifact_bytes=args.max_artifact_bytes,
@@ -348,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve(config))
     except StoreLockedError as exc:  # another server writes to this store
+        print(f"sssn-server: {exc}", file=sys.stderr)
+        return 2
+    except StoreUnreachableError as exc:  # the database is down, or refused us
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:  # --read-only on a missing store

@@ -22,9 +22,9 @@ from .api._auth import AuthInterceptor, TokenTable
 from .api._handlers import add_store_service
 from .api._metrics import Metrics, MetricsInterceptor, start_metrics_endpoint
 from .collector import YOUNG_THRESHOLD, tune_for_serving
-from .config import DURABILITY_LEVELS, ServerConfig
+from .config import ServerConfig
 from .domain.service import ChannelService, Limits
-from .store import SQLiteStore
+from .store import build_store
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,12 @@ class SSSNServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store = SQLiteStore(
+        self.store = build_store(
             config.store,
             read_only=config.read_only,
-            synchronous=DURABILITY_LEVELS[config.durability],
+            durability=config.durability,
+            pool_size=config.pg_pool_size,
+            plain_json=convert.plain_json,
         )
         self.service = ChannelService(
             self.store,
@@ -113,6 +115,8 @@ class SSSNServer:
         self._server: grpc.aio.Server | None = None
         self.port = 0
         self.health = health.aio.HealthServicer()
+        self._health_updates: set[asyncio.Task[None]] = set()
+        self.store.add_availability_listener(self._store_availability_changed)
         self.metrics = Metrics() if config.metrics_port is not None else None
         if self.metrics is not None:
             self.service.add_subscription_deleted_listener(self.metrics.forget_subscription)
@@ -166,6 +170,21 @@ class SSSNServer:
             await self.store.close()
             raise
         self._server = server
+
+    def _store_availability_changed(self, available: bool) -> None:
+        """Probes stop routing traffic here while the database is unreachable."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if available
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        task = asyncio.get_running_loop().create_task(self._set_health(status))
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
+
+    async def _set_health(self, status: Any) -> None:
+        for service in ("", STORE_SERVICE):
+            await self.health.set(service, status)
 
     def _start_metrics_endpoint(self, metrics: Metrics) -> None:
         http_server, thread = start_metrics_endpoint(
@@ -240,7 +259,7 @@ async def serve(config: ServerConfig) -> None:
     )
     mode = " read-only" if config.read_only else ""
     print(
-        f"sssn-server listening on {server.address} (store {server.store.root}{mode})",
+        f"sssn-server listening on {server.address} (store {server.store.location}{mode})",
         flush=True,
     )
     try:

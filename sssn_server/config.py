@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DURABILITY_LEVELS = {"full": "FULL", "normal": "NORMAL"}
+DURABILITY_LEVELS = ("full", "normal")
 
 # Responses are kept under 3 MiB (a stock client accepts 4 MiB), and one
 # event with its cursor and framing must fit in one of them.
@@ -16,8 +16,11 @@ MAX_EVENT_BYTES_CEILING = (3 << 20) - (4 << 10)
 class ServerConfig:
     """Everything `sssn-server` needs to start."""
 
-    store: Path = Path(".sssn")
-    """Folder of the embedded store (`sssn.sqlite` and `artifacts/`)."""
+    store: Path | str = Path(".sssn")
+    """Folder of the embedded store (`sssn.sqlite` and `artifacts/`), or the
+    `postgresql://` URL of a database holding the store."""
+    pg_pool_size: int = 10
+    """Most connections a PostgreSQL store opens (one of them writes)."""
     host: str = "127.0.0.1"
     """Interface to listen on; 0.0.0.0 (or ::) for every interface."""
     port: int = 7700
@@ -27,7 +30,7 @@ class ServerConfig:
     durability: str = "full"
     """`full` syncs every commit to disk (survives power loss); `normal` is
     faster and survives a killed process but may lose the last commits on
-    power loss."""
+    power loss (PostgreSQL: `synchronous_commit` on or off)."""
     grace: float = 10.0
     """Seconds unary calls in flight get to finish on shutdown."""
     max_artifact_bytes: int = 1 << 30

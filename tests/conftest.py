@@ -1,4 +1,4 @@
-"""Fixtures: a real server on a loopback port over a real SQLite store in a temp dir."""
+"""Fixtures: a real server on loopback over real storage (SQLite in a temp dir, or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,33 @@ from sssn_server.app import SSSNServer
 from sssn_server.config import ServerConfig
 from sssn_server.store.sqlite._writer import WRITER_THREAD_NAME
 
+from .backends import (
+    HAVE_POSTGRES,
+    INSTALL_HINT,
+    backends_for,
+    empty_store_location,
+    postgres,
+    store_location,
+)
 from .helpers import DEADLINE
 
+__all__ = [
+    "empty_store_location",
+    "postgres",
+    "store_location",
+]  # fixtures, re-exported for every test module
+
 ServerFactory = Callable[..., Any]
+
+
+def pytest_report_header() -> str | None:
+    return None if HAVE_POSTGRES else f"*** {INSTALL_HINT} ***"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Runs every test that uses a store once per backend (see `backends_for`)."""
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", backends_for(metafunc))
 
 
 @pytest.fixture(autouse=True)
@@ -40,17 +64,18 @@ def no_leaked_store_threads() -> Iterator[None]:
 
 
 @pytest.fixture
-def store_dir(tmp_path: Path) -> Path:
-    return tmp_path / "store"
+def store_dir(store_location: Path) -> Path:
+    """The SQLite store's folder, for tests that look inside it (SQLite only)."""
+    return store_location
 
 
 @pytest.fixture
-async def start_server(store_dir: Path) -> AsyncIterator[ServerFactory]:
+async def start_server(store_location: Path | str) -> AsyncIterator[ServerFactory]:
     """Starts servers on 127.0.0.1:0 (settings overridable); stops them all after."""
     running: list[SSSNServer] = []
 
     async def start(**overrides: Any) -> SSSNServer:
-        settings: dict[str, Any] = {"store": store_dir, "host": "127.0.0.1", "port": 0}
+        settings: dict[str, Any] = {"store": store_location, "host": "127.0.0.1", "port": 0}
         settings.update(overrides)
         server = SSSNServer(ServerConfig(**settings))
         await server.start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import grpc
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from sssn_proto.v1 import store_service_pb2 as pb
 from sssn_proto.v1 import store_service_pb2_grpc as pb_grpc
 
+from .backends import lose_payload, stored_digests, unfinished_uploads
 from .helpers import DEADLINE, event, failure, struct
 
 MIB = 1024 * 1024
@@ -33,11 +33,7 @@ def upload_requests(data: bytes, chunk: int = 256 * 1024, **header):
         yield pb.UploadArtifactRequest(data=data[start : start + chunk])
 
 
-def stored_payloads(store_dir: Path) -> set[str]:
-    return {path.name for path in (store_dir / "artifacts").iterdir() if path.is_file()}
-
-
-async def test_write_get_and_read_binary_artifact(stub, make_channel, store_dir) -> None:
+async def test_write_get_and_read_binary_artifact(stub, make_channel, store_location) -> None:
     await make_channel()
     appended = await stub.AppendEvent(
         pb.AppendEventRequest(event=event("events", 1)), timeout=DEADLINE
@@ -65,7 +61,7 @@ async def test_write_get_and_read_binary_artifact(stub, make_channel, store_dir)
     payload, messages = await read_all(stub, written.id)
     assert payload == data
     assert messages[0].artifact == written
-    assert (store_dir / "artifacts" / digest).read_bytes() == data
+    assert await stored_digests(store_location) == {digest}
 
 
 async def test_default_media_type_and_empty_payload(stub) -> None:
@@ -96,11 +92,11 @@ async def test_upload_and_read_an_artifact_larger_than_4_mib(stub, make_channel)
     assert payload == data
 
 
-async def test_same_content_is_stored_once(stub, store_dir) -> None:
+async def test_same_content_is_stored_once(stub, store_location) -> None:
     first = await stub.WriteArtifact(pb.WriteArtifactRequest(data=b"same"), timeout=DEADLINE)
     second = await stub.WriteArtifact(pb.WriteArtifactRequest(data=b"same"), timeout=DEADLINE)
     assert first.artifact.id != second.artifact.id
-    assert stored_payloads(store_dir) == {first.artifact.sha256}
+    assert await stored_digests(store_location) == {first.artifact.sha256}
 
 
 @pytest.mark.parametrize(
@@ -108,17 +104,17 @@ async def test_same_content_is_stored_once(stub, store_dir) -> None:
     [({"channel": "ghost"}, "CHANNEL_NOT_FOUND"), ({"event_ids": ["nope"]}, "EVENT_NOT_FOUND")],
 )
 async def test_links_to_missing_resources_are_not_found_and_store_nothing(
-    stub, store_dir, fields, reason
+    stub, store_location, fields, reason
 ) -> None:
-    before = stored_payloads(store_dir)
+    before = await stored_digests(store_location)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.WriteArtifact(pb.WriteArtifactRequest(data=b"x", **fields), timeout=DEADLINE)
     error = failure(caught.value)
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, reason)
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.UploadArtifact(upload_requests(b"y" * 1000, **fields), timeout=DEADLINE)
-    assert stored_payloads(store_dir) == before
-    assert not any((store_dir / "artifacts" / ".staging").iterdir())
+    assert await stored_digests(store_location) == before
+    assert await unfinished_uploads(store_location) == 0
 
 
 @pytest.mark.parametrize(
@@ -145,7 +141,9 @@ async def test_upload_without_a_header_first_is_invalid(stub) -> None:
     assert error.fields == ["header"]
 
 
-async def test_upload_with_a_second_header_is_invalid_and_stores_nothing(stub, store_dir) -> None:
+async def test_upload_with_a_second_header_is_invalid_and_stores_nothing(
+    stub, store_location
+) -> None:
     def requests():
         yield pb.UploadArtifactRequest(header=pb.UploadArtifactHeader())
         yield pb.UploadArtifactRequest(data=b"chunk")
@@ -154,7 +152,7 @@ async def test_upload_with_a_second_header_is_invalid_and_stores_nothing(stub, s
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.UploadArtifact(requests(), timeout=DEADLINE)
     assert failure(caught.value).code == grpc.StatusCode.INVALID_ARGUMENT
-    assert stored_payloads(store_dir) == set()
+    assert await stored_digests(store_location) == set()
 
 
 async def test_empty_upload_stream_is_invalid(stub) -> None:
@@ -163,7 +161,9 @@ async def test_empty_upload_stream_is_invalid(stub) -> None:
     assert failure(caught.value).fields == ["header"]
 
 
-async def test_artifact_over_the_size_limit_is_resource_exhausted(start_server, store_dir) -> None:
+async def test_artifact_over_the_size_limit_is_resource_exhausted(
+    start_server, store_location
+) -> None:
     server = await start_server(max_artifact_bytes=1000)
     async with grpc.aio.insecure_channel(server.address) as connection:
         stub = pb_grpc.StoreServiceStub(connection)
@@ -176,7 +176,7 @@ async def test_artifact_over_the_size_limit_is_resource_exhausted(start_server, 
             pb.WriteArtifactRequest(data=b"z" * 1000), timeout=DEADLINE
         )
         assert accepted.artifact.size == 1000
-    assert stored_payloads(store_dir) == {accepted.artifact.sha256}
+    assert await stored_digests(store_location) == {accepted.artifact.sha256}
 
 
 async def test_missing_artifact_is_not_found(stub) -> None:
@@ -191,9 +191,9 @@ async def test_missing_artifact_is_not_found(stub) -> None:
         assert error.metadata == {"artifact_id": "nope"}
 
 
-async def test_a_lost_payload_file_reads_as_not_found(stub, store_dir) -> None:
+async def test_a_lost_payload_file_reads_as_not_found(stub, store_location) -> None:
     written = await stub.WriteArtifact(pb.WriteArtifactRequest(data=b"gone"), timeout=DEADLINE)
-    (store_dir / "artifacts" / written.artifact.sha256).unlink()
+    await lose_payload(store_location, written.artifact.sha256)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await read_all(stub, written.artifact.id)
     assert failure(caught.value).reason == "ARTIFACT_NOT_FOUND"

@@ -14,6 +14,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from sssn_proto.v1 import store_service_pb2 as pb
 from sssn_server.app import SSSNServer
 
+from .backends import stored_digests, unfinished_uploads
 from .conftest import ServerFactory
 from .helpers import DEADLINE, event, failure
 
@@ -108,7 +109,10 @@ async def test_an_undecodable_message_ends_an_append_stream_after_the_answers_be
 
 
 async def test_an_undecodable_chunk_ends_an_upload_and_stores_nothing(
-    channel: grpc.aio.Channel, server: SSSNServer, caplog: pytest.LogCaptureFixture
+    channel: grpc.aio.Channel,
+    server: SSSNServer,
+    store_location: Path | str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     header = pb.UploadArtifactRequest(header=pb.UploadArtifactHeader(media_type="text/plain"))
     chunk = pb.UploadArtifactRequest(data=b"some bytes")
@@ -123,9 +127,8 @@ async def test_an_undecodable_chunk_ends_an_upload_and_stores_nothing(
     error = failure(caught.value)
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAYLOAD")
     assert_one_quiet_line(caplog)
-    artifacts = Path(server.store.root) / "artifacts"
-    assert [path.name for path in artifacts.iterdir()] == [".staging"]
-    assert list((artifacts / ".staging").iterdir()) == []
+    assert await stored_digests(store_location) == set()
+    assert await unfinished_uploads(store_location) == 0
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ async def _load(*arguments: str) -> dict[str, dict[str, float]]:
     return results
 
 
-async def _store_workloads(store: Path) -> dict[str, dict[str, float]]:
+async def _store_workloads(store: Path | str) -> dict[str, dict[str, float]]:
     """bench/drain.py's workloads at a tiny scale, on a store of their own."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -83,12 +83,12 @@ async def _noop_server() -> tuple[asyncio.subprocess.Process, str]:
 
 
 async def test_every_workload_runs_and_the_report_renders(
-    server: SSSNServer, bench_modules: Any, tmp_path: Path
+    server: SSSNServer, bench_modules: Any, empty_store_location: Path | str
 ) -> None:
     run, report = bench_modules
     ours = await _load(server.address, *run.OURS, "--server-pid", str(os.getpid()))
     assert set(ours) == set(run.OURS)
-    on_store = await _store_workloads(tmp_path / "drain")
+    on_store = await _store_workloads(empty_store_location)
     assert set(on_store) == set(run.OURS_STORE)
     assert on_store["live_under_drain"]["drained_events"] == 1800  # 9 in 10 of 2,000
     assert on_store["live_under_drain"]["over_idle_p99"] > 0

@@ -49,7 +49,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def store_dir(small_disk: Path) -> Path:
+def store_location(small_disk: Path) -> Path:
+    """The SQLite store, on the small disk (PostgreSQL's full disk: test_store_postgres)."""
     return small_disk / "store"
 
 

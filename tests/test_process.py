@@ -119,14 +119,16 @@ def test_a_bad_choice_from_the_environment_is_refused_clearly(
 @pytest.mark.parametrize(
     ("store", "says"),
     [
-        ("postgresql://user:secret@127.0.0.1:5432/sssn?sslmode=disable", "no PostgreSQL backend"),
-        ("postgres://127.0.0.1/sssn", "no PostgreSQL backend"),
+        # Port 1: nothing listens there, so the database cannot be reached.
+        (
+            "postgresql://user:secret@127.0.0.1:1/sssn?sslmode=disable",
+            "cannot open the store at postgresql://user:***@127.0.0.1:1/sssn",
+        ),
+        ("postgres://127.0.0.1:1/sssn", "cannot open the store at postgres://127.0.0.1:1/sssn"),
         ("mysql://127.0.0.1/sssn", "unsupported URL scheme 'mysql'"),
     ],
 )
-def test_a_store_url_is_refused_without_creating_a_folder(
-    tmp_path: Path, store: str, says: str
-) -> None:
+def test_a_store_url_is_never_taken_for_a_folder(tmp_path: Path, store: str, says: str) -> None:
     result = subprocess.run(
         [*ENTRY_POINTS["module"], "--store", store, "--port", "0"],
         capture_output=True,

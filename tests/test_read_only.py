@@ -64,6 +64,6 @@ async def test_read_only_server_reads_and_refuses_writes(start_server) -> None:
         assert [channel.name for channel in listed.channels] == ["events"]
 
 
-async def test_read_only_needs_an_existing_store(start_server) -> None:
+async def test_read_only_needs_an_existing_store(start_server, empty_store_location) -> None:
     with pytest.raises(FileNotFoundError):
-        await start_server(read_only=True)
+        await start_server(read_only=True, store=empty_store_location)

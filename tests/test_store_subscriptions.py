@@ -14,13 +14,14 @@ from sssn_server.domain.ports import Store
 from sssn_server.store import SQLiteStore
 from sssn_server.store.sqlite._schema import MIGRATIONS, SCHEMA_VERSION
 
-from .test_store import BACKENDS, new_event
+from .backends import open_store
+from .test_store import new_event
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-async def opened(request, tmp_path: Path) -> AsyncIterator[Store]:
+@pytest.fixture
+async def opened(store_location: Path | str) -> AsyncIterator[Store]:
     """A store of each backend with the channel `events`."""
-    async with BACKENDS[request.param](tmp_path / "store") as store:
+    async with open_store(store_location) as store:
         await store.create_channel(Channel(name="events"))
         yield store
 

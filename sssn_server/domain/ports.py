@@ -20,6 +20,11 @@ class StoreLockedError(RuntimeError):
         self.holder_pid = holder_pid
 
 
+class StoreUnreachableError(RuntimeError):
+    """The database behind a store could not be reached, or refused the
+    server, while `Store.open` connected; nothing was written."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelDeletion:
     """What `Store.delete_channel` removed."""
@@ -55,6 +60,8 @@ class Store(abc.ABC):
     """
 
     read_only: bool = False
+    location: str = ""
+    """Where the store is, as shown to operators (no password)."""
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -75,11 +82,18 @@ class Store(abc.ABC):
         Raises:
             StoreLockedError: a writable store is already open in another
                 process (there is one writer per store).
+            StoreUnreachableError: the store's database did not answer or
+                refused the connection.
         """
 
     @abc.abstractmethod
     async def close(self) -> None:
         """Closes every connection; later calls raise StoreClosedError."""
+
+    def add_availability_listener(self, listener: Callable[[bool], None]) -> None:  # noqa: B027
+        """Calls `listener(False)` when the database behind the store stops
+        answering and `listener(True)` when it answers again, on the event
+        loop. A store without a separate database never calls it."""
 
     # Channels
 
@@ -129,6 +143,18 @@ class Store(abc.ABC):
         Each result is the stored event (with its cursor) or the error that
         refused that event alone, by the same rules as `append_events`; a
         refused event is not stored and later events may not name it.
+        """
+
+    @abc.abstractmethod
+    async def restore_events(self, events: Sequence[Event], *, head: int) -> None:
+        """Stores events copied from another store with the cursors they
+        carry, in one transaction, then raises `head_cursor` to at least
+        `head` (a copied store's head may be above its last event).
+
+        Each cursor must be above `head_cursor()` and above the one before
+        it (ValueError otherwise); ids and parents are not checked again and
+        commit listeners do not hear of them: this is how `copy-store`
+        fills an empty store, not an append.
         """
 
     @abc.abstractmethod
@@ -204,17 +230,27 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def save_artifact(
-        self, upload: ArtifactUpload, spec: ArtifactSpec, *, artifact_id: str
+        self,
+        upload: ArtifactUpload,
+        spec: ArtifactSpec,
+        *,
+        artifact_id: str,
+        check_events: bool = True,
     ) -> Artifact:
         """Makes a received payload durable and records it under `artifact_id`.
 
         Raises ChannelNotFoundError or EventNotFoundError for missing links;
-        the upload is discarded whether or not it succeeds.
+        the upload is discarded whether or not it succeeds. `check_events`
+        False: a copy, whose linked events may have gone with their channel.
         """
 
     @abc.abstractmethod
     async def get_artifact(self, artifact_id: str) -> Artifact:
         """Returns an artifact's metadata or raises ArtifactNotFoundError."""
+
+    @abc.abstractmethod
+    async def list_artifacts(self, *, after: str | None, limit: int) -> list[Artifact]:
+        """Returns up to `limit` artifacts with ids greater than `after`, by id."""
 
     @abc.abstractmethod
     def read_artifact(self, artifact: Artifact, chunk_size: int) -> AsyncIterator[bytes]:
@@ -223,8 +259,12 @@ class Store(abc.ABC):
     # Snapshots
 
     @abc.abstractmethod
-    async def put_snapshot(self, snapshot: Snapshot) -> Snapshot:
-        """Creates or replaces a snapshot."""
+    async def put_snapshot(self, snapshot: Snapshot, *, check_events: bool = True) -> Snapshot:
+        """Creates or replaces a snapshot; `check_events` as in `save_artifact`."""
+
+    @abc.abstractmethod
+    async def list_snapshots(self, *, after: str | None, limit: int) -> list[Snapshot]:
+        """Returns up to `limit` snapshots with names greater than `after`, by name."""
 
     @abc.abstractmethod
     async def get_snapshot(self, name: str) -> Snapshot:

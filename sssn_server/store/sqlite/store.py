@@ -10,7 +10,6 @@ import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +30,22 @@ from ...domain.models import (
     Subscription,
 )
 from ...domain.ports import ArtifactUpload, ChannelDeletion, Store
+from .._rows import (
+    ARTIFACT_COLUMNS,
+    CHANNEL_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    SNAPSHOT_UPDATE,
+    SUBSCRIPTION_COLUMNS,
+    Appended,
+    announce,
+    appends_one,
+    channel_from,
+    channel_values,
+    snapshot_from,
+    snapshot_values,
+    subscription_from,
+    subscription_values,
+)
 from .._rules import (
     artifact_not_found,
     channel_exists,
@@ -92,12 +107,20 @@ _INSERT_ONE_EVENT = (
     " ORDER BY cursor DESC LIMIT 1), 0) + 1,"
     f" max(?3, coalesce((SELECT ts_high {_LAST_IN_CHANNEL}), ?3)))"
 )
+# Events copied from another store, with their cursors (`restore_events`).
+_RESTORE_EVENT = (
+    _INSERT_EVENT.replace("INSERT INTO events (", "INSERT INTO events (cursor, ", 1)
+    .replace(" VALUES (", " VALUES (?, ", 1)
+)
+# The greatest cursor ever assigned: AUTOINCREMENT's counter, not only
+# max(cursor), since deleting a channel may remove the newest events and the
+# head must not go back.
+_HEAD = (
+    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+    " coalesce((SELECT max(cursor) FROM events), 0))"
+)
 # A zero-length BLOB: the payload and metadata of an event whose wire form holds them.
 _IN_WIRE = bytearray()
-_CHANNEL_COLUMNS = "name, schema, form, description, metadata"
-_SUBSCRIPTION_COLUMNS = "id, channel, cursor, consumer, batch_size, kind, metadata"
-_ARTIFACT_COLUMNS = "id, channel, media_type, size, sha256, metadata, event_ids"
-_SNAPSHOT_COLUMNS = "name, channel, timestamp_ns, value, schema, source_event_id, metadata"
 
 
 class SQLiteStore(Store):
@@ -130,6 +153,7 @@ class SQLiteStore(Store):
             readers: number of read connections.
         """
         self.root = Path(root).expanduser().resolve()
+        self.location = str(self.root)
         self.read_only = read_only
         self._synchronous = synchronous
         self._reader_count = max(1, readers)
@@ -295,13 +319,7 @@ class SQLiteStore(Store):
 
     def _announce(self, outcomes: list[Outcome]) -> None:
         """Tells the commit listeners about the group's new events, in order."""
-        for error, result in outcomes:
-            if error is None and isinstance(result, _Appended) and result.fresh:
-                for listener in self._commit_listeners:
-                    try:
-                        listener(result.fresh)
-                    except Exception:  # a listener's bug must not stop the writer
-                        log.exception("commit listener failed")
+        announce([r for error, r in outcomes if error is None], self._commit_listeners, log)
 
     # Channels
 
@@ -309,14 +327,8 @@ class SQLiteStore(Store):
         def work(db: sqlite3.Connection) -> Channel:
             try:
                 db.execute(
-                    f"INSERT INTO channels ({_CHANNEL_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                    (
-                        channel.name,
-                        channel.schema,
-                        channel.form,
-                        channel.description,
-                        dumps(channel.metadata),
-                    ),
+                    f"INSERT INTO channels ({CHANNEL_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                    channel_values(channel),
                 )
             except sqlite3.IntegrityError as exc:
                 raise channel_exists(channel.name) from exc
@@ -325,17 +337,17 @@ class SQLiteStore(Store):
         return await self._write(work)
 
     async def get_channel(self, name: str) -> Channel:
-        rows = await self._read(f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE name = ?", (name,))
+        rows = await self._read(f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE name = ?", (name,))
         if not rows:
             raise channel_not_found(name)
-        return _channel(rows[0])
+        return channel_from(rows[0])
 
     async def list_channels(self, *, after: str | None, limit: int) -> list[Channel]:
         rows = await self._read(
-            f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE name > ? ORDER BY name LIMIT ?",
+            f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE name > ? ORDER BY name LIMIT ?",
             (after or "", limit),
         )
-        return [_channel(row) for row in rows]
+        return [channel_from(row) for row in rows]
 
     async def delete_channel(self, name: str) -> ChannelDeletion:
         def work(db: sqlite3.Connection) -> ChannelDeletion:
@@ -363,17 +375,40 @@ class SQLiteStore(Store):
 
     async def append_events(self, events: Sequence[Event]) -> list[Event]:
         appended = await self._write(
-            lambda db: _append(db, events, atomic=True), one_statement=_appends_one(events)
+            lambda db: _append(db, events, atomic=True), one_statement=appends_one(events)
         )
         return appended.results
 
     async def append_each(self, events: Sequence[Event]) -> list[Event | SSSNError]:
         appended = await self._write(
             lambda db: _append(db, events, atomic=False),
-            one_statement=_appends_one(events),
+            one_statement=appends_one(events),
             batch=events,
         )
         return appended.results
+
+    async def restore_events(self, events: Sequence[Event], *, head: int) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            last = int(db.execute(_HEAD).fetchone()[0])
+            positions = _Positions(db)
+            rows = []
+            for event in events:
+                if event.cursor <= last:
+                    raise ValueError(f"cursor {event.cursor} is not above {last}")
+                last = event.cursor
+                rows.append((event.cursor, *_event_row(event), *positions.next(event)))
+            db.executemany(_RESTORE_EVENT, rows)
+            # The AUTOINCREMENT counter: the next append goes above the head.
+            db.execute(
+                "INSERT OR IGNORE INTO sqlite_sequence (name, seq) SELECT 'events', 0"
+                " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')"
+            )
+            db.execute(
+                "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'events'",
+                (max(head, last),),
+            )
+
+        await self._write(work)
 
     async def get_event(self, event_id: str) -> Event:
         rows = await self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
@@ -405,12 +440,7 @@ class SQLiteStore(Store):
         return [_event(row) for row in await self._read(sql, parameters)]
 
     async def head_cursor(self) -> int:
-        # AUTOINCREMENT's counter, not max(cursor): deleting a channel may
-        # remove the newest events, and the head must not go back.
-        rows = await self._read(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
-            " coalesce((SELECT max(cursor) FROM events), 0))"
-        )
+        rows = await self._read(_HEAD)
         return int(rows[0][0])
 
     async def count_events(self, channel: str, *, after_cursor: int, kind: str | None) -> int:
@@ -451,25 +481,17 @@ class SQLiteStore(Store):
         def work(db: sqlite3.Connection) -> Subscription:
             _require_channel(db, subscription.channel)
             rows = db.execute(
-                f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?",
+                f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?",
                 (subscription.id,),
             ).fetchall()
             for row in rows:
-                existing = _subscription(row)
+                existing = subscription_from(row)
                 if existing.channel != subscription.channel:
                     raise subscription_exists(subscription.id, existing.channel)
                 return existing
             db.execute(
-                f"INSERT INTO subscriptions ({_SUBSCRIPTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    subscription.id,
-                    subscription.channel,
-                    subscription.cursor,
-                    subscription.consumer,
-                    subscription.batch_size,
-                    subscription.kind,
-                    dumps(subscription.metadata),
-                ),
+                f"INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                subscription_values(subscription),
             )
             return subscription
 
@@ -477,11 +499,11 @@ class SQLiteStore(Store):
 
     async def get_subscription(self, subscription_id: str) -> Subscription:
         rows = await self._read(
-            f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?", (subscription_id,)
+            f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?", (subscription_id,)
         )
         if not rows:
             raise subscription_not_found(subscription_id)
-        return _subscription(rows[0])
+        return subscription_from(rows[0])
 
     async def advance_subscription(self, subscription_id: str, cursor: int) -> None:
         def work(db: sqlite3.Connection) -> None:
@@ -498,11 +520,11 @@ class SQLiteStore(Store):
         def work(db: sqlite3.Connection) -> Subscription:
             rows = db.execute(
                 f"UPDATE subscriptions SET cursor = ? WHERE id = ?"
-                f" RETURNING {_SUBSCRIPTION_COLUMNS}",
+                f" RETURNING {SUBSCRIPTION_COLUMNS}",
                 (cursor, subscription_id),
             ).fetchall()
             for row in rows:
-                return _subscription(row)
+                return subscription_from(row)
             raise subscription_not_found(subscription_id)
 
         return await self._write(work)
@@ -512,17 +534,16 @@ class SQLiteStore(Store):
     ) -> list[Subscription]:
         if channel is None:
             sql = (
-                f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id > ?"
-                " ORDER BY id LIMIT ?"
+                f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id > ? ORDER BY id LIMIT ?"
             )
             parameters: tuple[Any, ...] = (after or "", limit)
         else:
             sql = (
-                f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions"
+                f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions"
                 " WHERE channel = ? AND id > ? ORDER BY id LIMIT ?"
             )
             parameters = (channel, after or "", limit)
-        return [_subscription(row) for row in await self._read(sql, parameters)]
+        return [subscription_from(row) for row in await self._read(sql, parameters)]
 
     async def delete_subscription(self, subscription_id: str) -> None:
         def work(db: sqlite3.Connection) -> None:
@@ -540,7 +561,12 @@ class SQLiteStore(Store):
         return await asyncio.to_thread(self._blobs.begin)
 
     async def save_artifact(
-        self, upload: ArtifactUpload, spec: ArtifactSpec, *, artifact_id: str
+        self,
+        upload: ArtifactUpload,
+        spec: ArtifactSpec,
+        *,
+        artifact_id: str,
+        check_events: bool = True,
     ) -> Artifact:
         assert isinstance(upload, BlobUpload), "upload from another store"
         try:
@@ -548,7 +574,7 @@ class SQLiteStore(Store):
             # no file; the transaction checks again before it records the row.
             if spec.channel is not None:
                 await self.get_channel(spec.channel)
-            for event_id in spec.event_ids:
+            for event_id in spec.event_ids if check_events else ():
                 await self.get_event(event_id)
             digest = await self._blobs.commit(upload)
         finally:
@@ -566,9 +592,10 @@ class SQLiteStore(Store):
         def work(db: sqlite3.Connection) -> Artifact:
             if artifact.channel is not None:
                 _require_channel(db, artifact.channel)
-            _require_events(db, artifact.event_ids)
+            if check_events:
+                _require_events(db, artifact.event_ids)
             db.execute(
-                f"INSERT INTO artifacts ({_ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     artifact.id,
                     artifact.channel,
@@ -585,59 +612,51 @@ class SQLiteStore(Store):
 
     async def get_artifact(self, artifact_id: str) -> Artifact:
         rows = await self._read(
-            f"SELECT {_ARTIFACT_COLUMNS} FROM artifacts WHERE id = ?", (artifact_id,)
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE id = ?", (artifact_id,)
         )
         if not rows:
             raise artifact_not_found(artifact_id)
         return _artifact(rows[0])
+
+    async def list_artifacts(self, *, after: str | None, limit: int) -> list[Artifact]:
+        rows = await self._read(
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE id > ? ORDER BY id LIMIT ?",
+            (after or "", limit),
+        )
+        return [_artifact(row) for row in rows]
 
     def read_artifact(self, artifact: Artifact, chunk_size: int) -> AsyncIterator[bytes]:
         return self._blobs.read(artifact.sha256, chunk_size)
 
     # Snapshots
 
-    async def put_snapshot(self, snapshot: Snapshot) -> Snapshot:
+    async def put_snapshot(self, snapshot: Snapshot, *, check_events: bool = True) -> Snapshot:
         def work(db: sqlite3.Connection) -> Snapshot:
             if snapshot.channel is not None:
                 _require_channel(db, snapshot.channel)
-            if snapshot.source_event_id is not None:
+            if snapshot.source_event_id is not None and check_events:
                 _require_events(db, (snapshot.source_event_id,))
             db.execute(
-                f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET channel = excluded.channel,"
-                " timestamp_ns = excluded.timestamp_ns, value = excluded.value,"
-                " schema = excluded.schema, source_event_id = excluded.source_event_id,"
-                " metadata = excluded.metadata",
-                (
-                    snapshot.name,
-                    snapshot.channel,
-                    snapshot.timestamp_ns,
-                    dumps(snapshot.value),
-                    snapshot.schema,
-                    snapshot.source_event_id,
-                    dumps(snapshot.metadata),
-                ),
+                f"INSERT INTO snapshots ({SNAPSHOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                + SNAPSHOT_UPDATE,
+                snapshot_values(snapshot),
             )
             return snapshot
 
         return await self._write(work)
 
-    async def get_snapshot(self, name: str) -> Snapshot:
+    async def list_snapshots(self, *, after: str | None, limit: int) -> list[Snapshot]:
         rows = await self._read(
-            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE name = ?", (name,)
+            f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE name > ? ORDER BY name LIMIT ?",
+            (after or "", limit),
         )
+        return [snapshot_from(row) for row in rows]
+
+    async def get_snapshot(self, name: str) -> Snapshot:
+        rows = await self._read(f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE name = ?", (name,))
         if not rows:
             raise snapshot_not_found(name)
-        row = rows[0]
-        return Snapshot(
-            name=row[0],
-            channel=row[1],
-            timestamp_ns=row[2],
-            value=json.loads(row[3]),
-            schema=row[4],
-            source_event_id=row[5],
-            metadata=json.loads(row[6]),
-        )
+        return snapshot_from(rows[0])
 
 
 def _companion(database: Path, suffix: str) -> Path:
@@ -709,27 +728,19 @@ def _select_in(db: sqlite3.Connection, sql: str, values: Sequence[str]) -> list[
     return rows
 
 
-@dataclass(frozen=True, slots=True)
-class _Appended:
-    """What one append stored: a result per event, and the new events."""
-
-    results: list[Any]
-    fresh: list[Event]
-
-
-def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) -> _Appended:
+def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) -> Appended:
     """Stores events in a handful of statements, not several per event.
 
     Atomic: the first bad event raises and nothing is stored. Otherwise each
     bad event's place in the result holds its error and the rest are stored.
     """
-    if _appends_one(events):
+    if appends_one(events):
         try:
             return _append_one(db, events[0])
         except SSSNError as error:
             if atomic:
                 raise
-            return _Appended([error], [])
+            return Appended([error], [])
     fast = _append_new(db, events)
     if fast is not None:
         return fast
@@ -769,7 +780,7 @@ def _append(db: sqlite3.Connection, events: Sequence[Event], *, atomic: bool) ->
         (row[1], _event(row))
         for row in _select_in(db, f"SELECT {_EVENT_COLUMNS} FROM events WHERE id IN", retried)
     )
-    return _Appended(
+    return Appended(
         [stored[result] if isinstance(result, str) else result for result in results], fresh
     )
 
@@ -789,7 +800,7 @@ def _insert_rows(count: int) -> str:
     return f"{head} VALUES {', '.join([_EVENT_ROW] * count)} ON CONFLICT(id) DO NOTHING"
 
 
-def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | None:
+def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> Appended | None:
     """The common case of a batch: every event new, in a channel that exists,
     naming no parents. Each id is checked by the unique index as it is
     inserted rather than looked up first; if any event is not the common
@@ -809,7 +820,7 @@ def _append_new(db: sqlite3.Connection, events: Sequence[Event]) -> _Appended | 
         return None
     db.execute("RELEASE new_events")
     fresh = _with_cursors(events, last)
-    return _Appended(list(fresh), fresh)
+    return Appended(list(fresh), fresh)
 
 
 def _insert(db: sqlite3.Connection, events: Sequence[Event]) -> tuple[int, int]:
@@ -877,7 +888,7 @@ def _with_cursors(events: Sequence[Event], last: int) -> list[Event]:
     return [with_cursor(event, first + index) for index, event in enumerate(events)]
 
 
-def _append_together(db: sqlite3.Connection, batches: list[Sequence[Event]]) -> list[_Appended]:
+def _append_together(db: sqlite3.Connection, batches: list[Sequence[Event]]) -> list[Appended]:
     """Independent appends of several callers as one: what each gets back is
     what it would have got alone, in turn (an id or parent may name an event
     of an earlier caller's batch)."""
@@ -887,17 +898,12 @@ def _append_together(db: sqlite3.Connection, batches: list[Sequence[Event]]) -> 
     fresh = appended.fresh
     split = []
     for batch in batches:
-        split.append(_Appended([next(results) for _event in batch], fresh))
+        split.append(Appended([next(results) for _event in batch], fresh))
         fresh = []
     return split
 
 
-def _appends_one(events: Sequence[Event]) -> bool:
-    """Whether `_append` stores these events in one statement (`_append_one`)."""
-    return len(events) == 1 and not events[0].parent_ids
-
-
-def _append_one(db: sqlite3.Connection, event: Event) -> _Appended:
+def _append_one(db: sqlite3.Connection, event: Event) -> Appended:
     """The common case, one event without parents, in one statement: the
     channel's foreign key and the id's unique index do the checking."""
     try:
@@ -908,7 +914,7 @@ def _append_one(db: sqlite3.Connection, event: Event) -> _Appended:
         raise channel_not_found(event.channel) from None
     if row is not None:
         stored = with_cursor(event, row[0])
-        return _Appended([stored], [stored])
+        return Appended([stored], [stored])
     # The id exists: a retry, or a clash with another channel's event.
     existing = _event(
         db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event.id,)).fetchone()
@@ -916,7 +922,7 @@ def _append_one(db: sqlite3.Connection, event: Event) -> _Appended:
     if existing.channel != event.channel:
         _require_channel(db, event.channel)  # a missing channel is reported first
         raise event_exists(event.id, existing.channel)
-    return _Appended([existing], [])
+    return Appended([existing], [])
 
 
 def _event_row(event: Event) -> tuple[Any, ...]:
@@ -953,12 +959,6 @@ def _column_value(column: str | bytes | None, left_out: Any) -> Any:
     return Encoded(column) if type(column) is bytes else json.loads(column)
 
 
-def _channel(row: sqlite3.Row) -> Channel:
-    return Channel(
-        name=row[0], schema=row[1], form=row[2], description=row[3], metadata=json.loads(row[4])
-    )
-
-
 def _event(row: sqlite3.Row) -> Event:
     # Positional, in Event's field order: built for every event read, and
     # matching twelve keywords costs a call twice as much (~0.6 against
@@ -976,18 +976,6 @@ def _event(row: sqlite3.Row) -> Event:
         () if row[10] == "[]" else tuple(json.loads(row[10])),  # parent_ids
         row[0],  # cursor
         row[11],  # wire
-    )
-
-
-def _subscription(row: sqlite3.Row) -> Subscription:
-    return Subscription(
-        id=row[0],
-        channel=row[1],
-        cursor=row[2],
-        consumer=row[3],
-        batch_size=row[4],
-        kind=row[5],
-        metadata=json.loads(row[6]),
     )
 
 

@@ -1,0 +1,169 @@
+"""The store's own connection: the writer lock, migrations, and checks that the database answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from ...domain.ports import StoreLockedError
+from ._schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION, WRITER_LOCK_KEY
+
+log = logging.getLogger(__name__)
+
+# Seconds between checks that the database answers, and the longest a check
+# (or a reconnection) may take before the database counts as unreachable.
+WATCH_INTERVAL = 1.0
+_CHECK_TIMEOUT = 3.0
+
+# Who holds an advisory lock taken with one bigint key: PostgreSQL splits
+# the key into classid (high half) and objid (low half), objsubid 1.
+_LOCK_HOLDER = (
+    "SELECT a.application_name, a.client_addr::text FROM pg_locks l"
+    " JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid"
+)
+
+
+class Session:
+    """One connection the server keeps for itself, beside its pool.
+
+    A writable store holds the writer lock on it (an advisory lock lives as
+    long as its session), so a second writable server on the database is
+    refused, and a killed server's lock goes with its connection. Every
+    `WATCH_INTERVAL` it checks that the database answers, reconnecting (and
+    taking the lock again) after an outage, and reports each change.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        *,
+        writer: bool,
+        location: str,
+        on_change: Callable[[bool], Awaitable[None]],
+    ) -> None:
+        self._connect = connect
+        self._writer = writer
+        self._location = location
+        self._on_change = on_change
+        self._connection: asyncpg.Connection | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.available = True
+
+    async def open(self) -> None:
+        """Connects; a writer takes the lock, then migrates; a reader checks the schema."""
+        connection = await self._connect()
+        try:
+            if self._writer:
+                await self._take_lock(connection)
+                await migrate(connection)
+            else:
+                await check_schema(connection, self._location)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+
+    def watch(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="sssn-pg-watch")
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        if self._connection is not None:
+            # Closing the session releases the writer lock.
+            with contextlib.suppress(Exception):
+                await self._connection.close(timeout=_CHECK_TIMEOUT)
+            self._connection = None
+
+    async def _take_lock(self, connection: asyncpg.Connection) -> None:
+        if await connection.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
+            return
+        holder = await connection.fetchrow(_LOCK_HOLDER, WRITER_LOCK_KEY)
+        name, address = (holder["application_name"], holder["client_addr"]) if holder else ("", "")
+        found = re.search(r"pid (\d+)", name or "")
+        who = f"{name} from {address or 'a local socket'}" if name else "another server"
+        raise StoreLockedError(
+            f"store {self._location} is already served by {who}; one server writes to a"
+            " database at a time: stop that server first, or start this one with --read-only",
+            holder_pid=int(found.group(1)) if found else None,
+        )
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            available = await self._check()
+            if available != self.available:
+                self.available = available
+                log.warning(
+                    "database %s is %s", self._location, "back" if available else "unreachable"
+                )
+                await self._on_change(available)
+
+    async def _check(self) -> bool:
+        try:
+            if self._connection is None or self._connection.is_closed():
+                self._connection = None
+                connection = await asyncio.wait_for(self._connect(), _CHECK_TIMEOUT)
+                try:
+                    if self._writer:
+                        await self._take_lock(connection)
+                except BaseException:
+                    await connection.close()
+                    raise
+                self._connection = connection
+            await self._connection.fetchval("SELECT 1", timeout=_CHECK_TIMEOUT)
+            return True
+        except StoreLockedError as exc:
+            # Another server took the database while this one was cut off.
+            log.error("%s", exc)
+            return False
+        except Exception:
+            if self._connection is not None:
+                self._connection.terminate()
+                self._connection = None
+            return False
+
+
+async def migrate(connection: asyncpg.Connection) -> None:
+    """Brings the schema up to date; a server starting at the same moment
+    waits on the migration lock, then finds the schema current."""
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS sssn_schema (version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        version = await connection.fetchval("SELECT coalesce(max(version), 0) FROM sssn_schema")
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"store schema version {version} is newer than this server ({SCHEMA_VERSION})"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            log.info("migrating store schema to version %s", number + 1)
+            await connection.execute(MIGRATIONS[number])
+            await connection.execute("INSERT INTO sssn_schema (version) VALUES ($1)", number + 1)
+
+
+async def check_schema(connection: asyncpg.Connection, location: str) -> None:
+    """Refuses a database without the current schema (a read-only server
+    neither creates nor migrates it)."""
+    try:
+        async with connection.transaction():
+            # Waits for a migration that another server is running.
+            await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", MIGRATION_LOCK_KEY)
+            version = await connection.fetchval("SELECT max(version) FROM sssn_schema")
+    except asyncpg.UndefinedTableError:
+        raise FileNotFoundError(f"no store at {location} to open read-only") from None
+    if version != SCHEMA_VERSION:
+        raise RuntimeError(f"store schema version {version}; this server needs {SCHEMA_VERSION}")
