@@ -11,13 +11,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from . import __version__
+from .api._convert import plain_json, with_content_from_wire
 from .app import serve
 from .config import DURABILITY_LEVELS, MAX_EVENT_BYTES_CEILING, ServerConfig
+from .copying import Copied, TargetNotEmptyError, copy_store
 from .domain.ports import StoreLockedError, StoreUnreachableError
 from .loops import EVENT_LOOPS, default_event_loop, loop_factory
-from .store import is_database_url
+from .store import build_store, is_database_url
 
 _DEFAULTS = ServerConfig()
 
@@ -37,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Serve SSSN semantic channels (sssn.v1.StoreService) over gRPC from an "
             "embedded SQLite store or a PostgreSQL database. Every flag can also be set "
             "with the environment variable shown in brackets."
+        ),
+        epilog=(
+            "To move a store (SQLite to PostgreSQL, or back): sssn-server copy-store "
+            "--from DIR --to postgresql://...; see sssn-server copy-store --help."
         ),
     )
     parser.add_argument(
@@ -314,8 +321,11 @@ def store_location(value: str) -> Path | str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["copy-store"]:
+        return copy_main(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     try:
         store = store_location(args.store)
     except ValueError as exc:  # checked before anything is created or written
@@ -373,6 +383,62 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def build_copy_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sssn-server copy-store",
+        description=(
+            "Copy a whole store into a new, empty one: every channel, event, "
+            "subscription, artifact and snapshot, with the same ids and cursors "
+            "(subscriptions resume where they were). Stop the server that writes "
+            "to the source first; the target must hold nothing yet. Either may be a "
+            "folder (SQLite) or a postgresql:// URL."
+        ),
+    )
+    parser.add_argument("--from", dest="source", required=True, help="the store to copy")
+    parser.add_argument(
+        "--to", dest="target", required=True, help="the new store (created; must be empty)"
+    )
+    return parser
+
+
+def copy_main(argv: Sequence[str]) -> int:
+    """`sssn-server copy-store`: exit 0 when copied, 2 when refused."""
+    args = build_copy_parser().parse_args(argv)
+    try:
+        source, target = store_location(args.source), store_location(args.target)
+    except ValueError as exc:
+        print(f"sssn-server copy-store: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level="WARNING", stream=sys.stderr)
+    try:
+        copied = asyncio.run(copy_between(source, target))
+    except (
+        TargetNotEmptyError,
+        StoreLockedError,
+        StoreUnreachableError,
+        FileNotFoundError,
+    ) as exc:
+        print(f"sssn-server copy-store: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"copied {copied.channels:,} channels, {copied.events:,} events (head cursor"
+        f" {copied.head_cursor:,}), {copied.subscriptions:,} subscriptions,"
+        f" {copied.artifacts:,} artifacts ({copied.artifact_bytes:,} bytes) and"
+        f" {copied.snapshots:,} snapshots",
+        flush=True,
+    )
+    return 0
+
+
+async def copy_between(source: Path | str, target: Path | str) -> Copied:
+    options: dict[str, Any] = {"durability": "full", "pool_size": 4, "plain_json": plain_json}
+    async with (
+        build_store(source, read_only=True, **options) as reading,
+        build_store(target, read_only=False, **options) as writing,
+    ):
+        return await copy_store(reading, writing, with_content=with_content_from_wire)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -203,6 +204,19 @@ def plain_json(value: Encoded, *, is_object: bool) -> Any:
     if is_object:
         return from_struct(struct_pb2.Struct.FromString(value.data))
     return from_value(struct_pb2.Value.FromString(value.data)) if value.data else None
+
+
+def with_content_from_wire(event: Event) -> Event:
+    """The event with its payload and metadata taken back out of its wire
+    form (as `Encoded`), for a store that keeps them readable beside it."""
+    if event.wire is None:
+        return event
+    message = event_pb2.Event.FromString(event.wire)
+    return dataclasses.replace(
+        event,
+        payload=Encoded(message.payload.SerializeToString()),
+        metadata=Encoded(message.metadata.SerializeToString()),
+    )
 
 
 # Each returns the value and whether it is the bytes as received.

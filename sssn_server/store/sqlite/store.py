@@ -108,10 +108,9 @@ _INSERT_ONE_EVENT = (
     f" max(?3, coalesce((SELECT ts_high {_LAST_IN_CHANNEL}), ?3)))"
 )
 # Events copied from another store, with their cursors (`restore_events`).
-_RESTORE_EVENT = (
-    _INSERT_EVENT.replace("INSERT INTO events (", "INSERT INTO events (cursor, ", 1)
-    .replace(" VALUES (", " VALUES (?, ", 1)
-)
+_RESTORE_EVENT = _INSERT_EVENT.replace(
+    "INSERT INTO events (", "INSERT INTO events (cursor, ", 1
+).replace(" VALUES (", " VALUES (?, ", 1)
 # The greatest cursor ever assigned: AUTOINCREMENT's counter, not only
 # max(cursor), since deleting a channel may remove the newest events and the
 # head must not go back.
