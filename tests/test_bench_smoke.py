@@ -18,6 +18,8 @@ import pytest
 
 from sssn_server.app import SSSNServer
 
+from .backends import Databases
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 SCALE = "0.005"
 
@@ -136,3 +138,22 @@ async def test_every_workload_runs_and_the_report_renders(
     driver = Path("/sys/devices/system/cpu/cpuidle/current_driver")
     if driver.exists():
         assert idle is not None and idle.startswith(driver.read_text().strip())
+
+
+async def test_the_cursor_allocation_workload_runs(postgres: Databases) -> None:
+    url = postgres.create(migrated=False)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(BENCH / "pg_cursors.py"),
+        url,
+        "--scale",
+        "0.001",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    record = json.loads(out)
+    assert record["workload"] == "cursor_allocation"
+    assert record["identity_per_s"] > 0 and record["counter_per_s"] > 0
+    assert record["counter_cost"] == record["identity_per_s"] / record["counter_per_s"]
