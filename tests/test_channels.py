@@ -10,7 +10,20 @@ from sssn_proto.v1 import store_service_pb2 as pb
 
 from .helpers import DEADLINE, failure, struct
 
-BAD_NAMES = ["", " ", "a b", ".", "..", "a/b", "a:b", "a\\b", "a%20b", "tab\there"]
+BAD_NAMES = [
+    "",
+    " ",
+    "a b",
+    ".",
+    "..",
+    "a/b",
+    "a:b",
+    "a\\b",
+    "a%20b",
+    "tab\there",
+    "nul\x00",
+    "del\x7f",
+]
 
 
 async def test_create_and_get_channel_round_trips_every_field(stub) -> None:

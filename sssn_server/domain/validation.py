@@ -14,7 +14,9 @@ MAX_NAME_BYTES = 256
 """Longest name, id, token, source, schema or media type, in UTF-8 bytes."""
 
 # Characters a path segment may not hold; `\s` is exactly `str.isspace()`.
-_NOT_IN_SEGMENT = re.compile(r"[%/:\\\s]")
+# Control characters too: U+0000 cannot be stored in PostgreSQL text, and
+# none of them belongs in a name.
+_NOT_IN_SEGMENT = re.compile(r"[%/:\\\s\x00-\x1f\x7f]")
 
 
 def is_segment(value: object) -> bool:

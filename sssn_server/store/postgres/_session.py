@@ -56,6 +56,8 @@ class Session:
         self._connection: asyncpg.Connection | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.available = True
+        """False from the check that found the database unreachable (or, for
+        a writer, the lock gone to another server) until one finds it back."""
 
     async def open(self) -> None:
         """Connects; a writer takes the lock, then migrates; a reader checks the schema."""

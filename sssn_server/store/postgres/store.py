@@ -14,7 +14,12 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from ...domain.errors import SSSNError, StoreClosedError, StoreReadOnlyError
+from ...domain.errors import (
+    SSSNError,
+    StoreClosedError,
+    StoreReadOnlyError,
+    StoreUnavailableError,
+)
 from ...domain.models import (
     Artifact,
     ArtifactSpec,
@@ -285,8 +290,12 @@ class PostgresStore(Store):
         """
         if self.read_only:
             raise StoreReadOnlyError()
-        if self._closed or self._writer is None:
+        if self._closed or self._writer is None or self._session is None:
             raise StoreClosedError()
+        if not self._session.available:
+            # Cut off from the database, or its writer lock lost to another
+            # server: refused at once rather than after a connect timeout.
+            raise StoreUnavailableError()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._writer.submit(work, future, savepoint=not one_statement)
         return await future
