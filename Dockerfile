@@ -12,7 +12,7 @@ COPY sssn_proto/__init__.py ./sssn_proto/__init__.py
 COPY sssn_proto/v1/__init__.py ./sssn_proto/v1/__init__.py
 COPY sssn_server ./sssn_server
 # The build generates sssn_proto/v1 from protos/ (grpcio-tools at build time).
-RUN pip install --no-cache-dir . && rm -rf /src
+RUN pip install --no-cache-dir '.[server]' && rm -rf /src
 
 USER sssn
 WORKDIR /home/sssn

@@ -51,7 +51,8 @@ OURS = [
     "live_latency",
     "idle_streams_rss",
 ]
-# Measured by bench/drain.py on a store built for them (ours only).
+# Measured by bench/drain.py on a store built for them (ours only); on
+# PostgreSQL also `cursor_allocation` (bench/pg_cursors.py).
 OURS_STORE = ["live_under_drain", "disk_per_event"]
 NOOP = [
     "append_sequential",
@@ -78,6 +79,9 @@ ROWS = [
     ("live_under_drain", "p99_ms", "ms p99", False),
     ("live_under_drain", "over_idle_p99", "x idle p99", False),
     ("disk_per_event", "bytes", "bytes/event", False),
+    # PostgreSQL alone (bench/pg_cursors.py): one-row commits through a locked
+    # counter row, as the store hands out cursors, over a plain identity column.
+    ("cursor_allocation", "counter_cost", "x identity time", False),
 ]
 
 
@@ -228,6 +232,11 @@ def measure_ours(scale: float, workdir: Path, cluster: Any = None) -> dict[str, 
     # backlog, and the disk figure a store holding nothing else.
     drain = str(workdir / "drain") if cluster is None else cluster.create_database(f"{run}_drain")
     results.update(run_load([sys.executable, str(HERE / "drain.py"), drain, "--scale", str(scale)]))
+    if cluster is not None:
+        cursors = cluster.create_database(f"{run}_cursors")
+        results.update(
+            run_load([sys.executable, str(HERE / "pg_cursors.py"), cursors, "--scale", str(scale)])
+        )
     return results
 
 

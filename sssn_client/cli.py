@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from . import __version__
 from ._config import DEFAULT_TARGET, DEFAULT_TIMEOUT
 from ._errors import (
     AlreadyExistsError,
@@ -370,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"sssn {__version__}")
     parser.add_argument(
         "--target",
         default=os.environ.get("SSSN_TARGET", DEFAULT_TARGET),
@@ -569,15 +571,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _serve(argv: list[str]) -> int:
+    """`sssn serve`: the server's own command line parses (and documents) its flags."""
+    from sssn_server.entry import INSTALL_HINT, SERVER_MODULES
+
+    try:
+        from sssn_server.__main__ import main as serve
+    except ImportError as exc:
+        if exc.name not in SERVER_MODULES:
+            raise
+        print(
+            f"sssn: error: the server is not installed ({exc.name} is missing): {INSTALL_HINT}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return serve(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one `sssn` command; returns the exit status."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "serve":
-        # The server's own command line parses (and documents) the serve flags.
-        from sssn_server.__main__ import main as serve
-
-        return serve(extra)
+        return _serve(extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

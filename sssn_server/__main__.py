@@ -15,7 +15,7 @@ from typing import Any
 
 from . import __version__
 from .api._convert import plain_json, with_content_from_wire
-from .app import serve
+from .app import AddressInUseError, serve
 from .config import DURABILITY_LEVELS, MAX_EVENT_BYTES_CEILING, ServerConfig
 from .copying import Copied, TargetNotEmptyError, copy_store
 from .domain.ports import StoreLockedError, StoreUnreachableError
@@ -331,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # checked before anything is created or written
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be between 0 and 65535 (0 picks a free one), not {args.port}")
     if args.pg_pool_size < 2:
         parser.error("--pg-pool-size must be at least 2 (one connection writes, one reads)")
     if not 1 <= args.max_event_bytes <= MAX_EVENT_BYTES_CEILING:
@@ -374,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2
     except StoreUnreachableError as exc:  # the database is down, or refused us
+        print(f"sssn-server: {exc}", file=sys.stderr)
+        return 2
+    except AddressInUseError as exc:  # checked before the store is opened
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:  # --read-only on a missing store

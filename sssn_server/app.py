@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from types import TracebackType
 from typing import Any
 
@@ -89,6 +90,48 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     )
 
 
+class AddressInUseError(OSError):
+    """The server cannot listen on its host and port (taken, or not an
+    address of this machine)."""
+
+
+def _listen(server: grpc.aio.Server, host: str, port: int, credentials: Any) -> int:
+    """Binds `host:port` and returns the bound port, or AddressInUseError."""
+    address = join_host_port(host, port)
+    if port and not _can_bind(host, port):
+        # Checked here first: grpc would also log an error line of its own.
+        raise _in_use(address)
+    try:
+        if credentials is None:
+            return int(server.add_insecure_port(address))
+        return int(server.add_secure_port(address, credentials))
+    except RuntimeError as exc:  # grpc says only "Failed to bind to address"
+        raise _in_use(address) from exc
+
+
+def _in_use(address: str) -> AddressInUseError:
+    return AddressInUseError(
+        f"cannot listen on {address}: the port is in use or the address is not"
+        " one of this machine's (choose another with --port, or 0 for any free one)"
+    )
+
+
+def _can_bind(host: str, port: int) -> bool:
+    """Whether every address `host` resolves to can be bound on `port` now."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, protocol, _name, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError:
+                return False
+    return True
+
+
 class SSSNServer:
     """One running service: the store, the channel service and the gRPC server."""
 
@@ -130,34 +173,37 @@ class SSSNServer:
         return join_host_port(self.config.host, self.port)
 
     async def start(self) -> None:
-        """Opens the store, then starts serving; sets `port` to the bound port."""
-        # Read the tokens and certificates first: a bad file fails the start
-        # before anything is opened.
+        """Takes the port, opens the store, then starts serving; sets `port`
+        to the bound port.
+
+        Raises:
+            AddressInUseError: the address cannot be listened on; nothing
+                in the store was opened or written.
+        """
+        # Read the tokens and certificates first, and take the port: a bad
+        # file or a taken port fails the start before the store is touched.
         tokens = TokenTable.load(self.config.auth_tokens) if self.config.auth_tokens else None
         credentials = server_credentials(self.config)
-        await self.store.open()
         # A fresh health servicer per start: one that entered graceful
         # shutdown never reports SERVING again.
         self.health = health.aio.HealthServicer()
-        server: grpc.aio.Server | None = None
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if self.metrics is not None or self.config.access_log:
+            interceptors.append(MetricsInterceptor(self.metrics, log_calls=self.config.access_log))
+        if tokens is not None:
+            interceptors.append(AuthInterceptor(tokens, self.service))
+        server = grpc.aio.server(interceptors=interceptors, options=server_options(self.config))
         try:
-            interceptors: list[grpc.aio.ServerInterceptor] = []
-            if self.metrics is not None or self.config.access_log:
-                interceptors.append(
-                    MetricsInterceptor(self.metrics, log_calls=self.config.access_log)
-                )
-            if tokens is not None:
-                interceptors.append(AuthInterceptor(tokens, self.service))
-            server = grpc.aio.server(interceptors=interceptors, options=server_options(self.config))
             add_store_service(StoreServicer(self.service), server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             if self.config.reflection:
                 reflection.enable_server_reflection(SERVICE_NAMES, server)
-            address = join_host_port(self.config.host, self.config.port)
-            if credentials is None:
-                self.port = server.add_insecure_port(address)
-            else:
-                self.port = server.add_secure_port(address, credentials)
+            self.port = _listen(server, self.config.host, self.config.port, credentials)
+            await self.store.open()
+        except BaseException:
+            await server.stop(0)
+            raise
+        try:
             # The store is open: probes may route traffic here from now on.
             for service in ("", STORE_SERVICE):
                 await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -165,8 +211,7 @@ class SSSNServer:
             if self.metrics is not None:
                 self._start_metrics_endpoint(self.metrics)
         except BaseException:
-            if server is not None:
-                await server.stop(0)
+            await server.stop(0)
             await self.store.close()
             raise
         self._server = server

@@ -48,3 +48,60 @@ def test_the_wheel_ships_the_generated_modules(tmp_path: Path) -> None:
         assert f"sssn_proto/v1/{module}" in names
     assert "sssn_server/app.py" in names
     assert not any(name.startswith("sssn/") for name in names)
+
+
+def test_the_client_installs_and_runs_without_the_server_dependencies(tmp_path: Path) -> None:
+    """`pip install sssn-grpc` gives the client and the `sssn` command; the
+    server's dependencies come only with the `server` extra."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = (tmp_path / "dist").glob("sssn_grpc-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util, sssn_client;"
+            " print(sssn_client.SSSNClient.__name__,"
+            " [m for m in ('aiosqlite', 'asyncpg', 'prometheus_client', 'grpc_health')"
+            " if importlib.util.find_spec(m)])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.stdout.strip() == "SSSNClient []", probe.stderr
+    for command in ("sssn", "sssn-grpc"):
+        version = subprocess.run(
+            [str(venv / "bin" / command), "--version"], capture_output=True, text=True, timeout=60
+        )
+        assert version.stdout.strip() == "sssn 0.1.0", version.stderr
+    server = subprocess.run(
+        [str(venv / "bin" / "sssn-server"), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert server.returncode == 2
+    assert server.stderr.strip().endswith("pip install 'sssn-grpc[server]'")
+    assert "Traceback" not in server.stderr

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -158,6 +159,41 @@ def test_a_store_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
         "sssn.sqlite)"
     ]
     assert not_a_folder.read_bytes() == b""
+
+
+def test_a_port_in_use_is_refused_in_one_line_before_the_store_is_created(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*ENTRY_POINTS["module"], "--store", str(tmp_path / "store"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"sssn-server: cannot listen on 127.0.0.1:{port}: the port is in use or the address"
+        " is not one of this machine's (choose another with --port, or 0 for any free one)"
+    ]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_out_of_range_is_refused(tmp_path: Path, port: str) -> None:
+    result = subprocess.run(
+        [*ENTRY_POINTS["module"], "--store", str(tmp_path / "store"), "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--port must be between 0 and 65535" in result.stderr
+    assert not (tmp_path / "store").exists()
 
 
 def test_uvloop_is_the_default_where_installed() -> None:
@@ -379,3 +415,17 @@ def test_read_only_server_never_writes_a_file(running, tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert not missing.exists()
+
+
+@pytest.mark.parametrize("command", [["sssn-server"], ["sssn"]])
+def test_both_commands_tell_their_version(command: list[str]) -> None:
+    from sssn_server import __version__
+
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / command[0]), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{command[0]} {__version__}"
