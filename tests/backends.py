@@ -142,10 +142,10 @@ async def unfinished_uploads(location: Path | str) -> int:
         return len(list((location / "artifacts" / ".staging").iterdir()))
     rows = await _query(
         location,
-        "SELECT count(DISTINCT upload) FROM blob_chunks c"
-        " WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.upload = c.upload)",
+        "SELECT (SELECT count(*) FROM uploads), (SELECT count(DISTINCT upload) FROM blob_chunks c"
+        " WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.upload = c.upload))",
     )
-    return int(rows[0][0])
+    return max(int(rows[0][0]), int(rows[0][1]))
 
 
 async def lose_payload(location: Path | str, digest: str) -> None:

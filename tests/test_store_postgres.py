@@ -281,3 +281,21 @@ async def test_a_database_restart_is_unavailable_then_healed(
     resumed = open_stream(stub, "s")
     assert [e.cursor for e in (await read_message(resumed)).events] == [second.event.cursor]
     resumed.cancel()
+
+
+async def test_uploads_a_killed_server_left_are_removed_once_old(store_location: str) -> None:
+    connection = await asyncpg.connect(store_location)
+    try:
+        for upload, age in (("old", "2 days"), ("recent", "1 minute")):
+            await connection.execute(
+                f"INSERT INTO uploads VALUES ($1, now() - interval '{age}')", upload
+            )
+            await connection.execute("INSERT INTO blob_chunks VALUES ($1, 0, 'x')", upload)
+    finally:
+        await connection.close()
+    async with open_store(store_location):
+        pass
+    rows = await _fetch(store_location, "SELECT upload FROM blob_chunks ORDER BY upload")
+    assert [row[0] for row in rows] == ["recent"]  # may still be in progress elsewhere
+    rows = await _fetch(store_location, "SELECT upload FROM uploads")
+    assert [row[0] for row in rows] == ["recent"]

@@ -57,6 +57,8 @@ class DatabaseUpload(ArtifactUpload):
 
     async def _store(self, data: bytes) -> None:
         with database_errors():
+            if not self._chunks:
+                await self._pool.execute("INSERT INTO uploads (upload) VALUES ($1)", self.upload)
             await self._pool.execute(
                 "INSERT INTO blob_chunks (upload, number, data) VALUES ($1, $2, $3)",
                 self.upload,
@@ -71,11 +73,13 @@ class DatabaseUpload(ArtifactUpload):
             return
         # Kept when a blob row names this upload: its chunks are the content.
         with database_errors():
-            await self._pool.execute(
-                "DELETE FROM blob_chunks WHERE upload = $1"
-                " AND NOT EXISTS (SELECT 1 FROM blobs WHERE upload = $1)",
-                self.upload,
-            )
+            async with self._pool.acquire() as connection, connection.transaction():
+                await connection.execute(
+                    "DELETE FROM blob_chunks WHERE upload = $1"
+                    " AND NOT EXISTS (SELECT 1 FROM blobs WHERE upload = $1)",
+                    self.upload,
+                )
+                await connection.execute("DELETE FROM uploads WHERE upload = $1", self.upload)
 
 
 async def record(connection: asyncpg.Connection, upload: DatabaseUpload, digest: str) -> None:
@@ -91,11 +95,13 @@ async def record(connection: asyncpg.Connection, upload: DatabaseUpload, digest:
 
 
 async def remove_abandoned(pool: asyncpg.Pool) -> None:
-    """Deletes chunks of uploads that a crash left without a blob row. Only
+    """Deletes chunks of uploads that a killed server left unfinished. Only
     old ones: an upload of a server still running is younger."""
     with database_errors():
         await pool.execute(
-            "DELETE FROM blob_chunks c WHERE c.written_at < now() - interval '1 day'"
+            "WITH abandoned AS (DELETE FROM uploads"
+            " WHERE started_at < now() - interval '1 day' RETURNING upload)"
+            " DELETE FROM blob_chunks c USING abandoned a WHERE c.upload = a.upload"
             " AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.upload = c.upload)"
         )
 

@@ -73,15 +73,20 @@ MIGRATIONS: tuple[str, ...] = (
     -- upload that first stored it.
     CREATE TABLE blobs (
       sha256 text PRIMARY KEY,
-      upload text NOT NULL,
+      upload text NOT NULL UNIQUE,
       size bigint NOT NULL
     );
     CREATE TABLE blob_chunks (
       upload text NOT NULL,
       number integer NOT NULL,
       data bytea NOT NULL,
-      written_at timestamptz NOT NULL DEFAULT now(),
       PRIMARY KEY (upload, number)
+    );
+    -- Uploads whose chunks are not content yet: a killed server's are found
+    -- here, without reading the chunks of every stored payload.
+    CREATE TABLE uploads (
+      upload text PRIMARY KEY,
+      started_at timestamptz NOT NULL DEFAULT now()
     );
     CREATE TABLE snapshots (
       name text PRIMARY KEY,

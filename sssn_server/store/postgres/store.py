@@ -272,6 +272,8 @@ class PostgresStore(Store):
 
     async def _fetch(self, sql: str, *parameters: Any) -> list[asyncpg.Record]:
         pool = self._readable_pool()
+        if self._session is not None and not self._session.available:
+            raise StoreUnavailableError()  # at once, not after a connect timeout
         with database_errors():
             return list(await pool.fetch(sql, *parameters))
 
