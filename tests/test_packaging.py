@@ -24,7 +24,8 @@ def test_generated_modules_match_the_protos(tmp_path: Path) -> None:
     assert all("from sssn.v1" not in text for text in fresh.values())
 
 
-def test_the_wheel_ships_the_generated_modules(tmp_path: Path) -> None:
+def build_wheel(directory: Path) -> Path:
+    """The project's wheel, built into `directory` as a release would be."""
     subprocess.run(
         [
             sys.executable,
@@ -35,14 +36,19 @@ def test_the_wheel_ships_the_generated_modules(tmp_path: Path) -> None:
             "--no-deps",
             "--no-build-isolation",
             "--wheel-dir",
-            str(tmp_path),
+            str(directory),
             str(ROOT),
         ],
         check=True,
         capture_output=True,
         timeout=300,
     )
-    (wheel,) = tmp_path.glob("sssn_grpc-*.whl")
+    (wheel,) = directory.glob("sssn_grpc-*.whl")
+    return wheel
+
+
+def test_the_wheel_ships_the_generated_modules(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("store_service_pb2.py", "store_service_pb2_grpc.py", "error_reason_pb2.py"):
         assert f"sssn_proto/v1/{module}" in names
@@ -53,24 +59,7 @@ def test_the_wheel_ships_the_generated_modules(tmp_path: Path) -> None:
 def test_the_client_installs_and_runs_without_the_server_dependencies(tmp_path: Path) -> None:
     """`pip install sssn-grpc` gives the client and the `sssn` command; the
     server's dependencies come only with the `server` extra."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(tmp_path / "dist"),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = (tmp_path / "dist").glob("sssn_grpc-*.whl")
+    wheel = build_wheel(tmp_path / "dist")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
