@@ -573,19 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve(argv: list[str]) -> int:
     """`sssn serve`: the server's own command line parses (and documents) its flags."""
-    from sssn_server.entry import INSTALL_HINT, SERVER_MODULES
+    from sssn_server.entry import load_server
 
-    try:
-        from sssn_server.__main__ import main as serve
-    except ImportError as exc:
-        if exc.name not in SERVER_MODULES:
-            raise
-        print(
-            f"sssn: error: the server is not installed ({exc.name} is missing): {INSTALL_HINT}",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    return serve(argv)
+    serve = load_server("sssn: error")
+    return EXIT_USAGE if serve is None else serve(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,3 +1,3 @@
-"""SSSN gRPC server: semantic channels over a `grpc.aio` service and an embedded SQLite store."""
+"""SSSN gRPC server: semantic channels over `grpc.aio`, on embedded SQLite or PostgreSQL."""
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 
 # What `pip install 'sssn-grpc[server]'` adds to the client's dependencies.
 SERVER_MODULES = frozenset(
@@ -10,16 +11,25 @@ SERVER_MODULES = frozenset(
 )
 INSTALL_HINT = "pip install 'sssn-grpc[server]'"
 
+ServerMain = Callable[[Sequence[str] | None], int]
 
-def main() -> int:
+
+def load_server(prog: str) -> ServerMain | None:
+    """The server's command line, or None (and one line on stderr naming the
+    missing module and the extra to install) where only the client is."""
     try:
-        from .__main__ import main as serve
+        from .__main__ import main
     except ImportError as exc:
         if exc.name not in SERVER_MODULES:
             raise
         print(
-            f"sssn-server: the server is not installed ({exc.name} is missing): {INSTALL_HINT}",
+            f"{prog}: the server is not installed ({exc.name} is missing): {INSTALL_HINT}",
             file=sys.stderr,
         )
-        return 2
-    return serve()
+        return None
+    return main
+
+
+def main() -> int:
+    serve = load_server("sssn-server")
+    return 2 if serve is None else serve(None)

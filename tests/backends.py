@@ -132,7 +132,7 @@ async def stored_digests(location: Path | str) -> set[str]:
     """The digests of the payloads the store holds."""
     if isinstance(location, Path):
         return {path.name for path in (location / "artifacts").iterdir() if path.is_file()}
-    rows = await _query(location, "SELECT sha256 FROM blobs")
+    rows = await query(location, "SELECT sha256 FROM blobs")
     return {row[0] for row in rows}
 
 
@@ -140,7 +140,7 @@ async def unfinished_uploads(location: Path | str) -> int:
     """How many uploads left bytes behind without becoming a payload."""
     if isinstance(location, Path):
         return len(list((location / "artifacts" / ".staging").iterdir()))
-    rows = await _query(
+    rows = await query(
         location,
         "SELECT (SELECT count(*) FROM uploads), (SELECT count(DISTINCT upload) FROM blob_chunks c"
         " WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.upload = c.upload))",
@@ -153,12 +153,13 @@ async def lose_payload(location: Path | str, digest: str) -> None:
     if isinstance(location, Path):
         (location / "artifacts" / digest).unlink()
         return
-    await _query(location, f"DELETE FROM blobs WHERE sha256 = '{digest}'")
+    await query(location, "DELETE FROM blobs WHERE sha256 = $1", digest)
 
 
-async def _query(url: str, sql: str) -> list[Any]:
+async def query(url: str, sql: str, *parameters: Any) -> list[Any]:
+    """The rows of one statement, on a connection of its own."""
     connection = await asyncpg.connect(url)
     try:
-        return list(await connection.fetch(sql))
+        return list(await connection.fetch(sql, *parameters))
     finally:
         await connection.close()

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 
@@ -19,7 +18,7 @@ from sssn_server.config import ServerConfig
 from sssn_server.domain.models import Event
 from sssn_server.domain.ports import Store
 
-from .backends import Databases, open_store
+from .backends import Databases, open_store, query
 from .helpers import DEADLINE, event, struct, value
 
 ARTIFACT = bytes(range(256)) * 5000  # more than one chunk of a copy
@@ -153,13 +152,9 @@ async def test_a_copy_keeps_ids_cursors_subscriptions_artifacts_and_snapshots(
         (appended,) = await copy.append_events([Event(id="new", channel="a", timestamp_ns=1)])
     assert appended.cursor == expected["head"] + 1
     if isinstance(target, str):  # the copy's payloads read with plain SQL
-        connection = await asyncpg.connect(target)
-        try:
-            numbers = await connection.fetch(
-                "SELECT (payload ->> 'n')::int FROM events WHERE channel = 'b' ORDER BY cursor"
-            )
-        finally:
-            await connection.close()
+        numbers = await query(
+            target, "SELECT (payload ->> 'n')::int FROM events WHERE channel = 'b' ORDER BY cursor"
+        )
         assert [row[0] for row in numbers] == list(range(2500))
 
 

@@ -22,20 +22,12 @@ from sssn_server.store.postgres import PostgresStore, redacted
 from sssn_server.store.postgres._schema import SCHEMA_VERSION
 from sssn_server.store.postgres._session import migrate
 
-from .backends import Databases, PostgresCluster, open_store, require_postgres
+from .backends import Databases, PostgresCluster, open_store, query, require_postgres
 from .conftest import ServerFactory
 from .helpers import DEADLINE, event, failure
 from .streams import open_stream, read_message
 
 pytestmark = pytest.mark.postgres_only
-
-
-async def _fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(url)
-    try:
-        return list(await connection.fetch(sql, *args))
-    finally:
-        await connection.close()
 
 
 @pytest.fixture
@@ -48,7 +40,7 @@ def empty_database(postgres: Databases) -> Iterator[str]:
 async def test_a_fresh_database_is_migrated_at_first_start(empty_database: str) -> None:
     async with open_store(empty_database) as store:
         await store.create_channel(Channel(name="events"))
-    rows = await _fetch(empty_database, "SELECT version FROM sssn_schema ORDER BY version")
+    rows = await query(empty_database, "SELECT version FROM sssn_schema ORDER BY version")
     assert [row[0] for row in rows] == list(range(1, SCHEMA_VERSION + 1))
     async with open_store(empty_database) as store:  # a second start finds it current
         assert (await store.get_channel("events")).name == "events"
@@ -63,7 +55,7 @@ async def test_migrations_started_at_the_same_moment_run_once(empty_database: st
     finally:
         for connection in connections:
             await connection.close()
-    rows = await _fetch(empty_database, "SELECT version FROM sssn_schema")
+    rows = await query(empty_database, "SELECT version FROM sssn_schema")
     assert sorted(row[0] for row in rows) == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -119,7 +111,7 @@ async def test_an_operator_reads_payloads_with_plain_sql(
     sent = event("events", {"order": {"id": 7, "items": ["a", "b"]}, "note": "nul \x00 here"})
     sent.metadata.update({"trace": "t-1"})
     reply = await stub.AppendEvent(pb.AppendEventRequest(event=sent), timeout=DEADLINE)
-    rows = await _fetch(
+    rows = await query(
         store_location,
         "SELECT payload #>> '{order,id}', payload -> 'order' -> 'items', metadata ->> 'trace',"
         " payload ->> 'note' FROM events WHERE id = $1",
@@ -148,6 +140,17 @@ async def test_a_value_jsonb_cannot_hold_is_invalid_and_stores_nothing(store_loc
         assert await store.head_cursor() == 0
         stored = await store.append_events([Event(id="ok", channel="events", timestamp_ns=1)])
         assert stored[0].cursor == 1
+        # Appended independently, the event that cannot be held fails alone.
+        first, refused, last = await store.append_each(
+            [
+                Event(id="a", channel="events", timestamp_ns=1),
+                Event(id="b", channel="events", timestamp_ns=1, schema="x\x00"),
+                Event(id="c", channel="events", timestamp_ns=1),
+            ]
+        )
+        assert isinstance(refused, InvalidPayloadError)
+        assert refused.violations[0].field == "schema"
+        assert [first.cursor, last.cursor] == [2, 3]  # type: ignore[union-attr]
 
 
 async def test_artifacts_are_kept_in_chunk_rows_and_content_once(store_location: str) -> None:
@@ -163,7 +166,7 @@ async def test_artifacts_are_kept_in_chunk_rows_and_content_once(store_location:
             )
         read = b"".join([chunk async for chunk in store.read_artifact(artifacts[1], 65536)])
     assert read == data
-    chunks = await _fetch(store_location, "SELECT length(data) FROM blob_chunks ORDER BY number")
+    chunks = await query(store_location, "SELECT length(data) FROM blob_chunks ORDER BY number")
     assert [row[0] for row in chunks] == [1 << 20] * 3 + [5]  # the second upload's are gone
 
 
@@ -295,7 +298,33 @@ async def test_uploads_a_killed_server_left_are_removed_once_old(store_location:
         await connection.close()
     async with open_store(store_location):
         pass
-    rows = await _fetch(store_location, "SELECT upload FROM blob_chunks ORDER BY upload")
+    rows = await query(store_location, "SELECT upload FROM blob_chunks ORDER BY upload")
     assert [row[0] for row in rows] == ["recent"]  # may still be in progress elsewhere
-    rows = await _fetch(store_location, "SELECT upload FROM uploads")
+    rows = await query(store_location, "SELECT upload FROM uploads")
     assert [row[0] for row in rows] == ["recent"]
+
+
+async def test_a_request_the_database_refuses_fails_alone_in_its_group(
+    store_location: str,
+) -> None:
+    """Requests queued together share one transaction: a value the database
+    refuses, or a misused call, fails only its own caller."""
+    async with open_store(store_location) as store:
+        await store.create_channel(Channel(name="events"))
+        good = [
+            store.append_events([Event(id=f"g{index}", channel="events", timestamp_ns=1)])
+            for index in range(10)
+        ]
+        refused = store.append_events(
+            [Event(id="nul", channel="events", timestamp_ns=1, source="a\x00b")]
+        )
+        misused = store.restore_events(
+            [Event(id="r", channel="events", timestamp_ns=1, cursor=0)], head=0
+        )
+        results = await asyncio.gather(*good, refused, misused, return_exceptions=True)
+        assert isinstance(results[-2], InvalidPayloadError)
+        assert isinstance(results[-1], ValueError)
+        cursors = [batch[0].cursor for batch in results[:-2]]  # type: ignore[index]
+        assert sorted(cursors) == list(range(1, 11))  # dense: the refused took none
+        stored = await store.query_events("events", after_cursor=0, limit=20, kind=None)
+        assert sorted(event.id for event in stored) == sorted(f"g{index}" for index in range(10))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..domain.models import Channel, Event, Snapshot, Subscription
 from ._rules import dumps
+
+log = logging.getLogger(__name__)
 
 CHANNEL_COLUMNS = "name, schema, form, description, metadata"
 SUBSCRIPTION_COLUMNS = "id, channel, cursor, consumer, batch_size, kind, metadata"
@@ -102,7 +105,7 @@ def appends_one(events: Sequence[Event]) -> bool:
 
 
 def announce(
-    results: Sequence[Any], listeners: Sequence[Callable[[Sequence[Event]], None]], log: Any
+    results: Sequence[Any], listeners: Sequence[Callable[[Sequence[Event]], None]]
 ) -> None:
     """Tells commit listeners about a group's new events, in commit order;
     `results` are the outcomes of the group's writes."""

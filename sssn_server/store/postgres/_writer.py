@@ -141,6 +141,7 @@ class WriterTask:
 async def _run_one(
     connection: asyncpg.Connection, cursors: Cursors, request: Request, savepoint: bool
 ) -> Outcome:
+    """Runs one request's work; only a lost connection fails the whole group."""
     mark = cursors.head
     if not savepoint:
         try:
@@ -148,28 +149,31 @@ async def _run_one(
         except SSSNError as error:  # raised before anything changed
             cursors.head = mark
             return error, None
-        except asyncpg.PostgresError as exc:
-            if _fails_group(exc):
+        except Exception as exc:
+            if _lost_connection(exc):
                 raise
+            # The database aborted the transaction, or the work failed
+            # after a change: each request goes again in a savepoint.
             raise _NeedsSavepoints() from exc
     transaction = connection.transaction()
     await transaction.start()
     try:
         result = await request.work(connection, cursors)
     except Exception as exc:
-        if not isinstance(exc, SSSNError) and _fails_group(exc):
+        if _lost_connection(exc):
             raise
-        refusal = exc if isinstance(exc, SSSNError) else as_domain_error(exc)
-        assert refusal is not None
         await transaction.rollback()
         cursors.head = mark
-        return refusal, None
+        if isinstance(exc, SSSNError):
+            return exc, None
+        refusal = as_domain_error(exc)
+        if refusal is None:  # a bug, or a caller's misuse: this caller hears of it
+            log.exception("write failed")
+        return refusal or exc, None
     await transaction.commit()
     return None, result
 
 
-def _fails_group(exc: Exception) -> bool:
-    """Whether a failure ends the whole transaction (a lost connection, a
-    bug) rather than only the request whose statement the database refused."""
-    error = as_domain_error(exc)
-    return error is None or isinstance(error, StoreUnavailableError)
+def _lost_connection(exc: Exception) -> bool:
+    """Whether a failure means the connection (and so the transaction) is gone."""
+    return isinstance(as_domain_error(exc), StoreUnavailableError)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from ...domain.errors import (
+    InvalidPayloadError,
     SSSNError,
     StoreClosedError,
     StoreReadOnlyError,
@@ -305,7 +306,7 @@ class PostgresStore(Store):
     def _committed(self, requests: list[Request], outcomes: list[Outcome]) -> None:
         """A group committed (on the event loop, in commit order): tell the
         commit listeners, then the callers."""
-        announce([r for error, r in outcomes if error is None], self._commit_listeners, log)
+        announce([r for error, r in outcomes if error is None], self._commit_listeners)
         for request, (error, result) in zip(requests, outcomes, strict=True):
             if request.future.done():
                 continue
@@ -424,6 +425,7 @@ class PostgresStore(Store):
         fresh: list[Event] = []
         for event in events:  # in order, so the first bad event is the one reported
             try:
+                _require_storable_text(event)
                 is_new = check_append(event, known, channels, set())
             except SSSNError as error:
                 if atomic:
@@ -538,6 +540,7 @@ class PostgresStore(Store):
 
     async def _append_one(self, db: asyncpg.Connection, cursors: Cursors, event: Event) -> Appended:
         """The common case, one event without parents, in one statement."""
+        _require_storable_text(event)
         values = self._event_values(event)
         cursor = await db.fetchval(_INSERT_ONE_EVENT, cursors.head + 1, *values[:9], values[10])
         if cursor is not None:
@@ -828,6 +831,14 @@ class PostgresStore(Store):
 
 def _no_encoded(value: Encoded, *, is_object: bool) -> Any:
     raise TypeError("this store was given no decoder for values in their wire form")
+
+
+def _require_storable_text(event: Event) -> None:
+    """Refuses, for this event alone, text that PostgreSQL cannot hold
+    (U+0000), rather than let the database fail the whole request."""
+    for field, text in (("source", event.source), ("schema", event.schema)):
+        if text is not None and "\x00" in text:
+            raise InvalidPayloadError(field, "holds U+0000, which the database cannot store")
 
 
 def _count(status: str) -> int:

@@ -318,7 +318,7 @@ class SQLiteStore(Store):
 
     def _announce(self, outcomes: list[Outcome]) -> None:
         """Tells the commit listeners about the group's new events, in order."""
-        announce([r for error, r in outcomes if error is None], self._commit_listeners, log)
+        announce([r for error, r in outcomes if error is None], self._commit_listeners)
 
     # Channels
 
