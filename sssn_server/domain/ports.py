@@ -132,9 +132,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def add_commit_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
-        """Calls `listener` with the new events of every commit, in commit
-        order, on the event loop, before the appenders hear back. Events a
-        retry answered with (stored earlier) are not new and not passed."""
+        """Calls `listener` with the new events of every commit, in cursor
+        order, on the event loop, each event once. Events a retry answered
+        with (stored earlier) are not new and not passed. A store that only
+        this server writes calls it before the appenders hear back; a store
+        other servers write too passes their commits as well, read back."""
+
+    def add_channel_deleted_listener(  # noqa: B027
+        self, listener: Callable[[str, Sequence[str]], None]
+    ) -> None:
+        """Calls `listener(channel, subscription_ids)` for each channel that
+        another server deleted, at its place among the commits passed to the
+        commit listeners. A store only this server writes never calls it."""
 
     @abc.abstractmethod
     async def append_each(self, events: Sequence[Event]) -> list[Event | SSSNError]:

@@ -204,6 +204,7 @@ class ChannelService:
         self._recent = RecentEvents()
         self._deletion_listeners: list[Callable[[str], None]] = []
         store.add_commit_listener(self._committed)
+        store.add_channel_deleted_listener(self._deleted_elsewhere)
 
     @property
     def closing(self) -> bool:
@@ -304,6 +305,13 @@ class ChannelService:
         for subscription_id in deleted.subscriptions:
             self._subscription_deleted(subscription_id)
         return deleted.events
+
+    def _deleted_elsewhere(self, channel: str, subscriptions: Sequence[str]) -> None:
+        """Another server deleted a channel (or this one did, and the store
+        read the deletion back): drop what is kept of it here."""
+        self._recent.forget(channel)
+        for subscription_id in subscriptions:
+            self._subscription_deleted(subscription_id)
 
     # Events
 

@@ -98,5 +98,17 @@ MIGRATIONS: tuple[str, ...] = (
       metadata jsonb NOT NULL
     )
     """,
+    """
+    -- Each channel deletion holds a cursor of its own, so the commit feed of
+    -- every server announces it at its place among the events (and forgets
+    -- the channel's events kept in memory before a new channel of the same
+    -- name gets any). Kept: one small row per deletion.
+    CREATE TABLE channel_deletions (
+      cursor bigint PRIMARY KEY,
+      channel text NOT NULL,
+      subscriptions text[] NOT NULL,
+      deleted_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -46,11 +46,14 @@ class Session:
         connect: Callable[[], Any],
         *,
         writer: bool,
+        exclusive: bool = True,
         location: str,
         on_change: Callable[[bool], Awaitable[None]],
     ) -> None:
         self._connect = connect
         self._writer = writer
+        self._exclusive = writer and exclusive
+        self._listeners: list[tuple[str, Callable[[str], None]]] = []
         self._location = location
         self._on_change = on_change
         self._connection: asyncpg.Connection | None = None
@@ -63,8 +66,9 @@ class Session:
         """Connects; a writer takes the lock, then migrates; a reader checks the schema."""
         connection = await self._connect()
         try:
-            if self._writer:
+            if self._exclusive:
                 await self._take_lock(connection)
+            if self._writer:
                 await migrate(connection)
             else:
                 await check_schema(connection, self._location)
@@ -72,6 +76,26 @@ class Session:
             await connection.close()
             raise
         self._connection = connection
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Calls `callback(payload)` for each NOTIFY on `channel`, from now on
+        and again on every connection made after an outage."""
+        self._listeners.append((channel, callback))
+        if self._connection is not None:
+            await self._add_listener(self._connection, channel, callback)
+
+    async def _listen_on(self, connection: asyncpg.Connection) -> None:
+        for channel, callback in self._listeners:
+            await self._add_listener(connection, channel, callback)
+
+    @staticmethod
+    async def _add_listener(
+        connection: asyncpg.Connection, channel: str, callback: Callable[[str], None]
+    ) -> None:
+        def heard(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+            callback(payload)
+
+        await connection.add_listener(channel, heard)
 
     def watch(self) -> None:
         self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="sssn-pg-watch")
@@ -118,8 +142,9 @@ class Session:
                 self._connection = None
                 connection = await asyncio.wait_for(self._connect(), _CHECK_TIMEOUT)
                 try:
-                    if self._writer:
+                    if self._exclusive:
                         await self._take_lock(connection)
+                    await self._listen_on(connection)
                 except BaseException:
                     await connection.close()
                     raise

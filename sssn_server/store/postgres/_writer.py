@@ -12,6 +12,7 @@ import asyncpg
 
 from ...domain.errors import SSSNError, StoreUnavailableError
 from ._errors import as_domain_error
+from ._feed import COMMITS_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,14 @@ class Cursors:
 
 Work = Callable[[asyncpg.Connection, Cursors], Awaitable[Any]]
 Outcome = tuple[Exception | None, Any]
+# The cursors a group committed: those after the first up to the second.
+Span = tuple[int, int]
+# Every other server hears of new cursors from this notification, sent
+# with the counter's update (one statement) and delivered on commit.
+_MOVE_HEAD = (
+    "WITH moved AS (UPDATE cursor_head SET head = $1)"
+    f" SELECT pg_notify('{COMMITS_CHANNEL}', $1::bigint::text)"
+)
 
 
 @dataclass(slots=True)
@@ -63,13 +72,13 @@ class WriterTask:
     A request's work is carried out even if its caller is cancelled while
     waiting: a cancelled caller never interrupts a transaction, and a write
     once queued is not dropped. `committed` hears of each group on the event
-    loop, in commit order, before the callers do.
+    loop, in commit order, before the callers do, with the cursors it took.
     """
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        committed: Callable[[list[Request], list[Outcome]], None],
+        committed: Callable[[list[Request], list[Outcome], Span], None],
     ) -> None:
         self._pool = pool
         self._committed = committed
@@ -103,13 +112,13 @@ class WriterTask:
                     stopping = True
                     break
                 group.append(request)
-            outcomes = await self._commit(group)
+            outcomes, span = await self._commit(group)
             try:
-                self._committed(group, outcomes)
+                self._committed(group, outcomes, span)
             except Exception:  # a listener's bug must not stop the writer
                 log.exception("commit callback failed")
 
-    async def _commit(self, group: list[Request]) -> list[Outcome]:
+    async def _commit(self, group: list[Request]) -> tuple[list[Outcome], Span]:
         try:
             try:
                 return await self._transaction(group, always_savepoint=False)
@@ -120,9 +129,11 @@ class WriterTask:
             error = as_domain_error(exc)
             if error is None:
                 log.exception("write transaction failed")
-            return [(error or exc, None)] * len(group)
+            return [(error or exc, None)] * len(group), (0, 0)
 
-    async def _transaction(self, group: list[Request], *, always_savepoint: bool) -> list[Outcome]:
+    async def _transaction(
+        self, group: list[Request], *, always_savepoint: bool
+    ) -> tuple[list[Outcome], Span]:
         outcomes: list[Outcome] = []
         async with self._pool.acquire() as connection, connection.transaction():
             head = await connection.fetchval("SELECT head FROM cursor_head FOR UPDATE")
@@ -134,8 +145,8 @@ class WriterTask:
                     )
                 )
             if cursors.head != head:
-                await connection.execute("UPDATE cursor_head SET head = $1", cursors.head)
-        return outcomes
+                await connection.execute(_MOVE_HEAD, cursors.head)
+        return outcomes, (head, cursors.head)
 
 
 async def _run_one(

@@ -38,7 +38,6 @@ from .._rows import (
     SNAPSHOT_UPDATE,
     SUBSCRIPTION_COLUMNS,
     Appended,
-    announce,
     appends_one,
     channel_from,
     channel_values,
@@ -62,8 +61,9 @@ from .._rules import (
 )
 from . import _blobs
 from ._errors import database_errors
+from ._feed import COMMITS_CHANNEL, CommitFeed, DeletionListener
 from ._session import Session
-from ._writer import Cursors, Outcome, Request, WriterTask
+from ._writer import Cursors, Outcome, Request, Span, WriterTask
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,12 @@ class PostgresStore(Store):
     while a transaction runs are committed together, each in a savepoint so
     one failure fails only its caller. Cursors come from a counter row locked
     by each write transaction, so they become visible in cursor order.
-    Reads use the pool and never wait for the writer. One writable server
-    per database (an advisory lock): a second would keep its own commit
-    feed, and its followers would miss the other's appends.
+    Reads use the pool and never wait for the writer. Commit listeners
+    hear of every commit in cursor order through the commit feed
+    (`CommitFeed`), which also reads back what other servers on the database
+    commit. `exclusive` stores (the default) still refuse a second writable
+    server: which stream owns a subscription, and what it delivered, is
+    kept in each server's memory.
     """
 
     def __init__(
@@ -154,6 +157,7 @@ class PostgresStore(Store):
         synchronous_commit: str = "on",
         pool_size: int = 10,
         plain_json: PlainJSON | None = None,
+        exclusive: bool = True,
     ) -> None:
         """Describes the store; nothing connects before `open()`.
 
@@ -168,11 +172,14 @@ class PostgresStore(Store):
             pool_size: most connections the pool opens.
             plain_json: decodes an `Encoded` payload or metadata to plain
                 JSON, which the store keeps in JSONB columns.
+            exclusive: a writable store refuses to open while another
+                writable server holds the database (the writer lock).
         """
         self.url = url
         self.location = redacted(url)
         self.read_only = read_only
         self._pool_size = max(2, pool_size)
+        self._exclusive = exclusive
         self._plain_json = plain_json or _no_encoded
         settings = {
             "application_name": f"sssn-server pid {os.getpid()} on {socket.gethostname()}"[:63],
@@ -186,7 +193,9 @@ class PostgresStore(Store):
         self._session: Session | None = None
         self._closed = True
         self._commit_listeners: list[Callable[[Sequence[Event]], None]] = []
+        self._deletion_listeners: list[DeletionListener] = []
         self._availability_listeners: list[Callable[[bool], None]] = []
+        self._feed: CommitFeed | None = None
 
     # Lifecycle
 
@@ -194,6 +203,7 @@ class PostgresStore(Store):
         self._session = Session(
             self._connect,
             writer=not self.read_only,
+            exclusive=self._exclusive,
             location=self.location,
             on_change=self._availability_changed,
         )
@@ -215,6 +225,7 @@ class PostgresStore(Store):
             )
             if not self.read_only:
                 await _blobs.remove_abandoned(self._pool)
+                await self._start_feed(self._pool, self._session)
                 self._writer = WriterTask(self._pool, self._committed)
                 self._writer.start()
         except BaseException:
@@ -235,10 +246,27 @@ class PostgresStore(Store):
         self._closed = True
         await self._close_connections()
 
+    async def _start_feed(self, pool: asyncpg.Pool, session: Session) -> None:
+        """Followers hear of every commit to the database, this server's or another's."""
+        feed = self._feed = CommitFeed(
+            lambda: pool,
+            _event,
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE cursor > $1 ORDER BY cursor LIMIT $2",
+            self._commit_listeners,
+            self._deletion_listeners,
+        )
+        # Listening first: a commit between reading the head and listening
+        # would otherwise wait for the re-check.
+        await session.listen(COMMITS_CHANNEL, feed.notified)
+        feed.start(int(await pool.fetchval("SELECT head FROM cursor_head")))
+
     async def _close_connections(self) -> None:
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None
+        if self._feed is not None:
+            await self._feed.stop()
+            self._feed = None
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), 10)
@@ -258,6 +286,8 @@ class PostgresStore(Store):
             # Connections made before the outage are dead: replace them
             # now, rather than fail the first call on each.
             await self._pool.expire_connections()
+        if available and self._feed is not None:
+            self._feed.poke()  # notifications sent meanwhile are lost
         for listener in self._availability_listeners:
             try:
                 listener(available)
@@ -303,10 +333,17 @@ class PostgresStore(Store):
         self._writer.submit(work, future, savepoint=not one_statement)
         return await future
 
-    def _committed(self, requests: list[Request], outcomes: list[Outcome]) -> None:
+    def _committed(self, requests: list[Request], outcomes: list[Outcome], span: Span) -> None:
         """A group committed (on the event loop, in commit order): tell the
-        commit listeners, then the callers."""
-        announce([r for error, r in outcomes if error is None], self._commit_listeners)
+        commit feed, then the callers."""
+        if self._feed is not None:
+            fresh = [
+                event
+                for error, result in outcomes
+                if error is None and isinstance(result, Appended)
+                for event in result.fresh
+            ]
+            self._feed.committed(span[0], span[1], fresh)
         for request, (error, result) in zip(requests, outcomes, strict=True):
             if request.future.done():
                 continue
@@ -317,6 +354,9 @@ class PostgresStore(Store):
 
     def add_commit_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
         self._commit_listeners.append(listener)
+
+    def add_channel_deleted_listener(self, listener: DeletionListener) -> None:
+        self._deletion_listeners.append(listener)
 
     # Channels
 
@@ -348,11 +388,20 @@ class PostgresStore(Store):
         return [channel_from(row) for row in rows]
 
     async def delete_channel(self, name: str) -> ChannelDeletion:
-        async def work(db: asyncpg.Connection, _cursors: Cursors) -> ChannelDeletion:
+        async def work(db: asyncpg.Connection, cursors: Cursors) -> ChannelDeletion:
             await _require_channel(db, name)
             events = _count(await db.execute("DELETE FROM events WHERE channel = $1", name))
             subscriptions = await db.fetch(
                 "DELETE FROM subscriptions WHERE channel = $1 RETURNING id", name
+            )
+            # A cursor of its own: every server's commit feed announces the
+            # deletion between the old channel's events and any new one's.
+            await db.execute(
+                "INSERT INTO channel_deletions (cursor, channel, subscriptions)"
+                " VALUES ($1, $2, $3)",
+                cursors.take(1),
+                name,
+                sorted(row[0] for row in subscriptions),
             )
             artifacts = await db.fetch(
                 "DELETE FROM artifacts WHERE channel = $1 RETURNING id", name
