@@ -57,7 +57,7 @@ async def run_node_tests(address: str, *files: str) -> NodeRun:
         "--test-reporter=tap",
         *(files or NODE_TESTS),
         cwd=NODE_CLIENT,
-        env={**os.environ, "SSSN_ADDRESS": address},
+        env={**os.environ, "SSSN_TARGET": address},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -123,3 +123,38 @@ export function toSSSNError(error) {
     cause: error,
   });
 }
+
+/**
+ * The INVALID_ARGUMENT `INVALID_PAYLOAD` error the client raises itself, before
+ * any call, for input it cannot send (as the server words its own).
+ *
+ * @param {string} field the offending field, such as `channel.form`
+ * @param {string} description what is wrong with it
+ * @returns {SSSNError}
+ */
+export function invalidArgument(field, description) {
+  return new SSSNError({
+    code: Status.INVALID_ARGUMENT,
+    message: `${field}: ${description}`,
+    reason: 'INVALID_PAYLOAD',
+    fieldViolations: [{ field, description }],
+  });
+}
+
+/**
+ * The DATA_LOSS `ARTIFACT_INTEGRITY` error of a payload whose size or sha256
+ * does not match its artifact's metadata (checked by the client; the
+ * server's ErrorReason has no such value).
+ *
+ * @param {string} artifactId
+ * @param {string} message
+ * @returns {SSSNError}
+ */
+export function integrityError(artifactId, message) {
+  return new SSSNError({
+    code: Status.DATA_LOSS,
+    message,
+    reason: 'ARTIFACT_INTEGRITY',
+    metadata: { artifact_id: artifactId },
+  });
+}

@@ -2,10 +2,29 @@
 
 import { loadContract } from './contract.js';
 
-export { DEFAULT_ADDRESS, DEFAULT_TIMEOUT_MS, SSSNClient, VERSION } from './client.js';
+export {
+  DEFAULT_ADDRESS,
+  DEFAULT_TARGET,
+  DEFAULT_TIMEOUT_MS,
+  QUERY_PAGE_MAX,
+  SSSNClient,
+  UPLOAD_CHUNK,
+  UPLOAD_THRESHOLD,
+  VERSION,
+} from './client.js';
 export { GOOGLE_RPC_PROTOS_DIR, PROTOS_DIR, loadContract } from './contract.js';
 export { ERROR_DOMAIN, SSSNError, STATUS_DETAILS_KEY, decodeStatus, toSSSNError } from './errors.js';
-export { fromStruct, fromValue, stringify, toStruct, toValue } from './json.js';
+export { resolveTarget } from './target.js';
+export {
+  fromStruct,
+  fromTimestamp,
+  fromTimestampNanos,
+  fromValue,
+  stringify,
+  toStruct,
+  toTimestamp,
+  toValue,
+} from './json.js';
 
 /**
  * The ErrorInfo reasons of the contract (the `ErrorReason` enum without its

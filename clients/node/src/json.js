@@ -90,14 +90,25 @@ export function fromStruct(struct) {
 }
 
 /**
- * A google.protobuf.Timestamp for a Date (or anything `new Date()` accepts);
+ * A google.protobuf.Timestamp for a Date (or anything `new Date()` accepts: a
+ * number is milliseconds since the epoch), a bigint of nanoseconds since the
+ * epoch (as events' `timestampNanos`), or a `{seconds, nanos}` object;
  * undefined when `when` is unset, so the server picks the time.
  *
- * @param {Date | string | number | null | undefined} when
+ * @param {Date | string | number | bigint | {seconds: bigint | number | string, nanos?: number} | null | undefined} when
  * @returns {{seconds: string, nanos: number} | undefined}
  */
 export function toTimestamp(when) {
   if (when === null || when === undefined) return undefined;
+  if (typeof when === 'bigint') {
+    const seconds = floorDivide(when, NANOS_PER_SECOND);
+    return { seconds: String(seconds), nanos: Number(when - seconds * NANOS_PER_SECOND) };
+  }
+  if (typeof when === 'object' && !(when instanceof Date) && 'seconds' in when) {
+    const nanos = when.nanos ?? 0;
+    if (!Number.isInteger(nanos) || nanos < 0 || nanos >= 1e9) throw new TypeError(`not a time: nanos ${nanos}`);
+    return { seconds: toInt64(when.seconds), nanos };
+  }
   const millis = new Date(when).getTime();
   if (Number.isNaN(millis)) throw new TypeError(`not a time: ${when}`);
   const seconds = Math.floor(millis / 1000);
@@ -114,6 +125,26 @@ export function toTimestamp(when) {
 export function fromTimestamp(timestamp) {
   if (!timestamp) return null;
   return new Date(Number(timestamp.seconds) * 1000 + Math.floor(timestamp.nanos / 1_000_000));
+}
+
+/**
+ * The nanoseconds since the epoch of a decoded google.protobuf.Timestamp
+ * (exact, where a Date keeps milliseconds), or null when unset.
+ *
+ * @param {{seconds: string | number, nanos: number} | null | undefined} timestamp
+ * @returns {bigint | null}
+ */
+export function fromTimestampNanos(timestamp) {
+  if (!timestamp) return null;
+  return BigInt(timestamp.seconds) * NANOS_PER_SECOND + BigInt(timestamp.nanos);
+}
+
+const NANOS_PER_SECOND = 1_000_000_000n;
+
+// Division rounding toward negative infinity, as Timestamp seconds do.
+function floorDivide(dividend, divisor) {
+  const quotient = dividend / divisor;
+  return dividend % divisor < 0n ? quotient - 1n : quotient;
 }
 
 /**

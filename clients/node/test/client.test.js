@@ -208,6 +208,34 @@ describe('subscriptions', () => {
     await resumed.return();
   });
 
+  test('manual acks move the cursor, and a taken-over stream cannot ack', TIMEOUT, async () => {
+    const channel = unique('manual');
+    await client.createChannel({ name: channel });
+    const id = unique('acker');
+    await client.createSubscription({ channel, id });
+    const stored = await client.appendEvents([
+      { channel, payload: 1 },
+      { channel, payload: 2 },
+    ]);
+    const first = client.follow(id, { ackMode: 'manual' });
+    const delivered = (await within(first.next(), 'the first delivery')).value;
+    assert.equal(delivered.id, stored[0].id);
+    assert.ok(delivered.leaseEpoch > 0n, 'a following stream holds a lease');
+    const acked = await client.ack(id, delivered);
+    assert.equal(acked.cursor, stored[0].cursor);
+    // A second stream takes the subscription over and gets what was not acknowledged.
+    const second = client.follow(id, { ackMode: 'manual' });
+    const again = (await within(second.next(), 'the redelivery')).value;
+    assert.equal(again.id, stored[1].id);
+    assert.ok(again.leaseEpoch > delivered.leaseEpoch);
+    const refused = await failure(() => client.ack(id, { ...again, leaseEpoch: delivered.leaseEpoch }));
+    assert.equal(refused.reason, 'SUBSCRIPTION_LEASE_LOST');
+    assert.equal((await client.getSubscription(id)).cursor, stored[0].cursor);
+    assert.equal((await client.ack(id, again)).cursor, stored[1].cursor);
+    await second.return();
+    await first.return();
+  });
+
   test('a kind filter delivers only matching events', TIMEOUT, async () => {
     const channel = unique('filtered');
     await client.createChannel({ name: channel });
@@ -340,6 +368,130 @@ describe('errors', () => {
       assert.equal(error.reason, '');
     } finally {
       offline.close();
+    }
+  });
+});
+
+describe('subscription admin', () => {
+  test('list pages through subscriptions by id, optionally of one channel', TIMEOUT, async () => {
+    const channel = unique('admin');
+    const other = unique('admin-other');
+    await client.createChannel({ name: channel });
+    await client.createChannel({ name: other });
+    const ids = [unique('sub-a'), unique('sub-b'), unique('sub-c')];
+    for (const id of ids) await client.createSubscription({ channel, id, consumer: 'pool' });
+    await client.createSubscription({ channel: other, id: unique('sub-other') });
+    const seen = [];
+    let pageToken = '';
+    do {
+      const page = await client.listSubscriptions({ channel, pageSize: 2, pageToken });
+      assert.ok(page.subscriptions.length <= 2, 'a page holds at most pageSize subscriptions');
+      seen.push(...page.subscriptions);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    assert.deepEqual(
+      seen.map((subscription) => subscription.id),
+      [...ids].sort(),
+    );
+    assert.deepEqual(seen[0], await client.getSubscription(seen[0].id));
+    const everyone = await client.listSubscriptions({ pageSize: 1000 });
+    assert.ok(everyone.subscriptions.some((subscription) => subscription.channel === other));
+    const error = await failure(() => client.listSubscriptions({ channel: unique('nowhere') }));
+    assert.equal(error.reason, ErrorReason.CHANNEL_NOT_FOUND);
+  });
+
+  test('seek moves the cursor back and forward, by cursor or by time', TIMEOUT, async () => {
+    const channel = unique('seek');
+    await client.createChannel({ name: channel });
+    const stored = await client.appendEvents(
+      [0, 1, 2, 3].map((n) => ({ channel, payload: n, timestamp: 1_700_000_000_000n * 1_000_000n + BigInt(n) })),
+    );
+    assert.equal(stored[1].timestampNanos, 1_700_000_000_000_000_001n, 'nanoseconds survive');
+    const id = unique('seeker');
+    await client.createSubscription({ channel, id });
+    const moved = await client.seekSubscription(id, { cursor: stored[2].cursor });
+    assert.equal(moved.cursor, stored[2].cursor);
+    assert.deepEqual(
+      (await client.pull(id)).map((event) => event.payload),
+      [3],
+    );
+    await client.seekSubscription(id, { timestamp: stored[1].timestampNanos });
+    assert.deepEqual(
+      (await client.pull(id)).map((event) => event.payload),
+      [1, 2, 3],
+    );
+    await client.seekSubscription(id, { cursor: 0 });
+    assert.equal((await client.getSubscription(id)).cursor, 0n);
+    const neither = await failure(() => client.seekSubscription(id, {}));
+    assert.equal(neither.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(neither.reason, ErrorReason.INVALID_PAYLOAD);
+    const backwards = await failure(() => client.seekSubscription(id, { cursor: -1 }));
+    assert.equal(backwards.reason, ErrorReason.INVALID_PAYLOAD);
+  });
+
+  test('delete removes a subscription and ends its stream', TIMEOUT, async () => {
+    const channel = unique('delete-sub');
+    await client.createChannel({ name: channel });
+    const id = unique('doomed');
+    await client.createSubscription({ channel, id });
+    const stream = client.follow(id);
+    const pending = await client.appendEvent({ channel, payload: 'first' });
+    assert.equal((await within(stream.next(), 'the first event')).value.id, pending.id);
+    await client.deleteSubscription(id);
+    const ended = await failure(() => within(stream.next(), 'the end of the stream'));
+    assert.equal(ended.reason, ErrorReason.SUBSCRIPTION_NOT_FOUND);
+    const again = await failure(() => client.deleteSubscription(id));
+    assert.equal(again.reason, ErrorReason.SUBSCRIPTION_NOT_FOUND);
+    assert.equal((await failure(() => client.getSubscription(id))).reason, ErrorReason.SUBSCRIPTION_NOT_FOUND);
+  });
+});
+
+describe('deleting, artifacts and local checks', () => {
+  test('deleting a channel removes it and says how many events it held', TIMEOUT, async () => {
+    const channel = unique('doomed-channel');
+    await client.createChannel({ name: channel });
+    await client.appendEvents([1, 2].map((payload) => ({ channel, payload })));
+    assert.equal(await client.deleteChannel(channel), 2n);
+    assert.equal((await failure(() => client.getChannel(channel))).reason, ErrorReason.CHANNEL_NOT_FOUND);
+  });
+
+  test('a payload over 2 MiB is streamed and checked', TIMEOUT, async () => {
+    const data = Buffer.alloc(5 * 1024 * 1024 + 3, 9);
+    const artifact = await client.writeArtifact(data, { metadata: { big: true } });
+    assert.equal(artifact.size, BigInt(data.length));
+    assert.equal(artifact.mediaType, 'application/octet-stream');
+    assert.deepEqual(await client.getArtifact(artifact.id), artifact);
+    const chunks = (async function* chunked() {
+      yield data.subarray(0, 1000);
+      yield data.subarray(1000);
+    })();
+    const streamed = await client.writeArtifact(chunks);
+    assert.equal(streamed.sha256, artifact.sha256);
+    const read = await client.readArtifact(artifact.id);
+    assert.ok(read.data.equals(data));
+    assert.equal((await failure(() => client.getArtifact(unique('no-artifact')))).reason, ErrorReason.ARTIFACT_NOT_FOUND);
+  });
+
+  test('input the client cannot send is INVALID_ARGUMENT before any call', TIMEOUT, async () => {
+    const form = await failure(() => client.createChannel({ name: unique('form'), form: 'spreadsheet' }));
+    assert.equal(form.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(form.reason, ErrorReason.INVALID_PAYLOAD);
+    assert.deepEqual(
+      form.fieldViolations.map((violation) => violation.field),
+      ['channel.form'],
+    );
+    for (const target of ['', 'x:abc', 'ftp://x:1', 'http://x:1/prefix']) {
+      assert.throws(
+        () => new SSSNClient(target),
+        (error) => error instanceof SSSNError && error.fieldViolations[0].field === 'target',
+        target,
+      );
+    }
+    const viaUrl = new SSSNClient(`http://${await serverAddress()}`);
+    try {
+      assert.ok((await viaUrl.listChannels()).channels.length > 0, 'http://host:port is plain text');
+    } finally {
+      viaUrl.close();
     }
   });
 });

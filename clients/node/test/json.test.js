@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import {
   fromStruct,
   fromTimestamp,
+  fromTimestampNanos,
   fromValue,
   stringify,
   toInt64,
@@ -61,4 +62,13 @@ test('int64 values keep every digit', () => {
   assert.throws(() => toInt64(1.5), TypeError);
   assert.equal(stringify({ cursor: 7n }), '{"cursor":7}');
   assert.equal(stringify({ cursor: 9007199254740993n }), '{"cursor":"9007199254740993"}');
+});
+
+test('timestamps: bigint nanoseconds and {seconds, nanos} keep every digit', () => {
+  assert.deepEqual(toTimestamp(1_700_000_000_123_456_789n), { seconds: '1700000000', nanos: 123_456_789 });
+  assert.deepEqual(toTimestamp(-1n), { seconds: '-1', nanos: 999_999_999 });
+  assert.deepEqual(toTimestamp({ seconds: 5n, nanos: 7 }), { seconds: '5', nanos: 7 });
+  assert.equal(fromTimestampNanos({ seconds: '-1', nanos: 999_999_999 }), -1n);
+  assert.equal(fromTimestampNanos(null), null);
+  assert.throws(() => toTimestamp({ seconds: 1, nanos: 1e9 }), TypeError);
 });

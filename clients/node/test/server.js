@@ -1,4 +1,4 @@
-// The server the tests talk to: $SSSN_ADDRESS (tests/test_node_client.py
+// The server the tests talk to: $SSSN_TARGET (tests/test_node_client.py
 // starts one and sets it), or else one started here from the repository's
 // .venv on a free port with a scratch store, killed when the test process exits.
 
@@ -14,7 +14,7 @@ let address;
 
 /** The `host:port` of a running SSSN server. */
 export function serverAddress() {
-  address ??= process.env.SSSN_ADDRESS ? Promise.resolve(process.env.SSSN_ADDRESS) : startServer();
+  address ??= process.env.SSSN_TARGET ? Promise.resolve(process.env.SSSN_TARGET) : startServer();
   return address;
 }
 
