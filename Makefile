@@ -32,6 +32,12 @@ NODE_INSTALLED := $(NODE_CLIENT)/node_modules/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 NPM_FLAGS := --no-audit --no-fund --ignore-scripts
+# The reference `sssn` 0.1.1, in a venv of its own (tools/reference_venv.py
+# pins it): tests/test_import_reference.py writes stores with it. The tool
+# reinstalls it when the pin changes; SSSN_REQUIRE_REFERENCE makes a missing
+# one fail the tests, never skip them.
+REFERENCE_VENV := .venv-reference
+REFERENCE_INSTALLED := $(REFERENCE_VENV)/.installed
 # `make run-postgres` keeps its PostgreSQL cluster (tools/pg_cluster.py) here.
 PG_DIR := .sssn-pg
 PG_PORT ?= 5433
@@ -39,7 +45,7 @@ PG_PORT ?= 5433
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all proto run run-postgres test fuzz lint clean node postgres tools contract baseline docs bench bench-scale
+.PHONY: all proto run run-postgres test fuzz lint clean node postgres reference tools contract baseline docs bench bench-scale
 
 all: test
 
@@ -82,6 +88,11 @@ $(BUF_INSTALLED): | node
 	$(BUF) --version
 	touch $@
 
+$(REFERENCE_INSTALLED): tools/reference_venv.py | $(INSTALLED)
+	$(PY) tools/reference_venv.py
+
+reference: $(REFERENCE_INSTALLED)  ## install the reference sssn 0.1.1 into .venv-reference/ (for tests/test_import_reference.py)
+
 tools: $(BUF_INSTALLED)  ## install the pinned buf into .tools/ (for buf generate, see docs/polyglot.md)
 
 run: $(GENERATED)  ## serve on 127.0.0.1:7700 with the store in .sssn/ (ARGS="--port 7800" to change)
@@ -97,9 +108,10 @@ run-postgres: $(GENERATED) | postgres  ## serve with the store in PostgreSQL, a 
 
 # tests/test_contract.py runs buf lint and buf breaking; tests/test_node_client.py
 # runs the Node client's tests against a live server. The suite runs on both
-# backends; SSSN_REQUIRE_POSTGRES makes a missing PostgreSQL fail, never skip.
-test: $(GENERATED) $(NODE_INSTALLED) $(BUF_INSTALLED) | postgres  ## run the test suite against real servers, on SQLite and PostgreSQL
-	SSSN_REQUIRE_POSTGRES=1 $(PY) -m pytest $(PYTEST_ARGS)
+# backends; SSSN_REQUIRE_POSTGRES makes a missing PostgreSQL fail, never skip,
+# and SSSN_REQUIRE_REFERENCE the same for the reference sssn 0.1.1.
+test: $(GENERATED) $(NODE_INSTALLED) $(BUF_INSTALLED) $(REFERENCE_INSTALLED) | postgres  ## run the test suite against real servers, on SQLite and PostgreSQL
+	SSSN_REQUIRE_POSTGRES=1 SSSN_REQUIRE_REFERENCE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # `make test` fuzzes every RPC with a few hundred requests; this runs
 # FUZZ_EXAMPLES per kind of request (well-formed and corrupted), the same
@@ -139,10 +151,11 @@ baseline: $(BUF_INSTALLED)  ## store protos/ as the released contract (deliberat
 	$(BUF) build --exclude-source-info -o $(BASELINE)
 	@echo "$(BASELINE) now holds the current contract; commit it with the change that releases it"
 
-docs: $(INSTALLED)  ## regenerate the error-reason table in docs/polyglot.md
+docs: $(GENERATED)  ## regenerate the tables of docs/: error reasons (polyglot.md), flags and commands (operations.md, cli.md)
 	$(PY) tools/gen_error_docs.py
+	$(PY) tools/gen_cli_docs.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REFERENCE_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	rm -rf $(TOOLS) $(NODE_CLIENT)/node_modules $(PG_DIR)
 	find sssn_proto/v1 -name '*_pb2*' -delete; rm -f $(GENERATED)

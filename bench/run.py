@@ -241,6 +241,66 @@ def measure_ours(scale: float, workdir: Path, cluster: Any = None) -> dict[str, 
 
 
 _RUNS = itertools.count()
+# How many replicas share one database in `replicas_N` (bench/replicas.py).
+REPLICAS = (1, 2, 3)
+
+
+def measure_replicas(scale: float, cluster: Any) -> dict[str, dict[str, float]]:
+    """One, two and three servers on one fresh database each time, driven
+    together by bench/replicas.py."""
+    results: dict[str, dict[str, float]] = {}
+    run = f"run{next(_RUNS)}"
+    for count in REPLICAS:
+        url = cluster.create_database(f"{run}_replicas{count}")
+        servers = []
+        try:
+            for _ in range(count):
+                servers.append(
+                    Server(
+                        [sys.executable, "-m", "sssn_server", "--store", url, "--port", "0"],
+                        re.compile(r"listening on (\S+)"),
+                    )
+                )
+            results.update(
+                run_load(
+                    [
+                        sys.executable,
+                        str(HERE / "replicas.py"),
+                        *(server.address for server in servers),
+                        "--pids",
+                        ",".join(str(server.process.pid) for server in servers),
+                        "--scale",
+                        str(scale),
+                    ]
+                )
+            )
+        finally:
+            for server in servers:
+                server.stop()
+    return results
+
+
+def replicas_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Replicas on one PostgreSQL, each against one replica in the same run."""
+    measured = results.get("replicas", {})
+    one = measured.get("replicas_1", {})
+    if not one:
+        return ""
+    lines = [
+        "| replicas | appends/s | vs 1 replica | live p50 ms | live p99 ms"
+        " | server CPU ms per 1k appends (all) | busiest replica |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for count in REPLICAS:
+        row = measured.get(f"replicas_{count}")
+        if not row:
+            continue
+        lines.append(
+            f"| {count} | {row['per_s']:,.0f} | {ratio(row['per_s'], one['per_s'], True)} |"
+            f" {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['cpu_ms_per_1k']:,.0f} |"
+            f" {row['max_replica_cpu_ms_per_1k']:,.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def start_postgres() -> Any:
@@ -519,6 +579,7 @@ def repeat_once(
         runs["ours"].append(measure_ours(args.scale, workdir))
         if cluster is not None:
             runs["postgres"].append(measure_ours(args.scale, workdir, cluster))
+            runs["replicas"].append(measure_replicas(args.scale, cluster))
         runs["noop"].append(measure_noop(args.scale))
         if python is not None:
             runs["reference"].append(measure_reference(python, args.scale, workdir))
@@ -573,6 +634,13 @@ def main() -> None:
     }
     RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
     markdown_table = table(results)
+    scaling = replicas_table(results)
+    if scaling:
+        markdown_table += (
+            "\n\nReplicas on one PostgreSQL (`bench/replicas.py`: 16 appenders spread over"
+            " them, a follower on each; all on this machine's cores, with the database):\n\n"
+            + scaling
+        )
     print(markdown_table)
     print(f"\n(medians of {args.repeat} runs; JSON in {RESULTS.relative_to(HERE.parent)})")
     if args.save:

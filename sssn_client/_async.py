@@ -274,9 +274,11 @@ class AsyncSSSNClient:
             raise self._error(exc) from None
         return events
 
-    async def ack_subscription(self, subscription_id: str, cursor: int) -> Subscription:
+    async def ack_subscription(
+        self, subscription_id: str, cursor: int, *, lease_epoch: int = 0
+    ) -> Subscription:
         """See `SSSNClient.ack_subscription`."""
-        return await self._unary(calls.ack_subscription(subscription_id, cursor))
+        return await self._unary(calls.ack_subscription(subscription_id, cursor, lease_epoch))
 
     def subscribe(
         self,
@@ -449,6 +451,7 @@ class AsyncEventStream:
         self._options = options
         self._backoff = Backoff(options)
         self._pending: deque[Event] = deque()
+        self._lease_epoch = 0  # of the stream that delivered the latest events
         self._call: Any = None
         self._stopped = False
         self._wakeup: asyncio.Event | None = None
@@ -503,6 +506,7 @@ class AsyncEventStream:
                 continue
             self._backoff.received()
             self._pending.extend(calls.events_of(message))
+            self._lease_epoch = message.lease_epoch
         return self._pending.popleft()
 
     async def ack(self, event_or_cursor: Event | int) -> Subscription:
@@ -512,7 +516,7 @@ class AsyncEventStream:
         beyond what the server delivered on this subscription.
         """
         return await self._client.ack_subscription(
-            self.subscription_id, ack_cursor(event_or_cursor)
+            self.subscription_id, ack_cursor(event_or_cursor), lease_epoch=self._lease_epoch
         )
 
     def cancel(self) -> None:

@@ -355,9 +355,13 @@ def pull_request(
     return request
 
 
-def ack_subscription(subscription_id: str, cursor: int) -> Unary[Subscription]:
+def ack_subscription(
+    subscription_id: str, cursor: int, lease_epoch: int = 0
+) -> Unary[Subscription]:
     with convert.encoding("cursor"):
-        request = pb.AckSubscriptionRequest(subscription_id=subscription_id, cursor=cursor)
+        request = pb.AckSubscriptionRequest(
+            subscription_id=subscription_id, cursor=cursor, lease_epoch=lease_epoch
+        )
     return Unary(
         "AckSubscription", request, lambda r: convert.subscription_from_proto(r.subscription)
     )

@@ -228,6 +228,13 @@ class EventUndeliverableError(FailedPreconditionError):
     default_reason = "EVENT_UNDELIVERABLE"
 
 
+class SubscriptionLeaseLostError(FailedPreconditionError):
+    """An acknowledgement from a stream that another stream (on any replica)
+    took over since: nothing was acknowledged; the new stream has the events."""
+
+    default_reason = "SUBSCRIPTION_LEASE_LOST"
+
+
 class ResourceExhaustedError(SSSNClientError):
     """RESOURCE_EXHAUSTED: a request is too large or carries too many items."""
 
@@ -349,6 +356,7 @@ _BY_REASON: dict[str, type[SSSNClientError]] = {
         LimitExceededError,
         StoreReadOnlyError,
         EventUndeliverableError,
+        SubscriptionLeaseLostError,
         ArtifactTooLargeError,
         TooManyItemsError,
         StorageFullError,

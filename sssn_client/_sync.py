@@ -339,12 +339,16 @@ class SSSNClient:
             calls.seek_subscription(subscription_id, cursor=cursor, timestamp=timestamp)
         )
 
-    def ack_subscription(self, subscription_id: str, cursor: int) -> Subscription:
+    def ack_subscription(
+        self, subscription_id: str, cursor: int, *, lease_epoch: int = 0
+    ) -> Subscription:
         """Acknowledges every event up to `cursor` on a manual-mode subscription and
         returns it with the persisted cursor. Raises `InvalidPayloadError` for a
         cursor below the acknowledged one or beyond what the server delivered,
-        `SubscriptionNotFoundError`."""
-        return self._unary(calls.ack_subscription(subscription_id, cursor))
+        `SubscriptionNotFoundError`; with the `lease_epoch` of the stream that
+        delivered the events, `SubscriptionLeaseLostError` once another stream
+        took the subscription over (`EventStream.ack` passes it)."""
+        return self._unary(calls.ack_subscription(subscription_id, cursor, lease_epoch))
 
     def pull_subscription(self, subscription_id: str, *, limit: int | None = None) -> list[Event]:
         """Delivers one batch: up to `limit` (default: the batch size) pending events,
@@ -541,6 +545,7 @@ class EventStream:
         self._options = options
         self._backoff = Backoff(options)
         self._pending: deque[Event] = deque()
+        self._lease_epoch = 0  # of the stream that delivered the latest events
         self._call: Any = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -588,6 +593,7 @@ class EventStream:
                     watchdog.cancel()
             self._backoff.received()
             self._pending.extend(calls.events_of(message))
+            self._lease_epoch = message.lease_epoch
         return self._pending.popleft()
 
     def ack(self, event_or_cursor: Event | int) -> Subscription:
@@ -596,7 +602,9 @@ class EventStream:
         Raises `InvalidPayloadError` for a cursor below the acknowledged one or
         beyond what the server delivered on this subscription.
         """
-        return self._client.ack_subscription(self.subscription_id, ack_cursor(event_or_cursor))
+        return self._client.ack_subscription(
+            self.subscription_id, ack_cursor(event_or_cursor), lease_epoch=self._lease_epoch
+        )
 
     def close(self) -> None:
         """Cancels the stream; iteration stops. Safe to call more than once."""

@@ -11,16 +11,25 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from . import __version__
-from .api._convert import plain_json, with_content_from_wire
+from .api._convert import encode_event, json_size, plain_json, with_content_from_wire
 from .app import AddressInUseError, serve
 from .config import DURABILITY_LEVELS, MAX_EVENT_BYTES_CEILING, ServerConfig
-from .copying import Copied, TargetNotEmptyError, copy_store
-from .domain.ports import StoreLockedError, StoreUnreachableError
+from .copying import Copied, copy_store
+from .domain.ports import Store, StoreLockedError, StoreUnreachableError
+from .importing import (
+    ImportRefusedError,
+    Rules,
+    SameStoreError,
+    describe,
+    import_reference,
+    summary,
+)
 from .loops import EVENT_LOOPS, default_event_loop, loop_factory
+from .reference_store import ReferenceStoreError
 from .store import build_store, is_database_url
+from .transfer import TargetNotEmptyError
 
 _DEFAULTS = ServerConfig()
 
@@ -43,39 +52,58 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "To move a store (SQLite to PostgreSQL, or back): sssn-server copy-store "
-            "--from DIR --to postgresql://...; see sssn-server copy-store --help."
+            "--from DIR --to postgresql://...; to bring in a store of the reference sssn "
+            "0.1.1: sssn-server import-reference --from DIR [--to DIR|URL] [--dry-run]. See "
+            "each command's --help."
         ),
     )
     parser.add_argument(
         "--store",
+        metavar="DIR|URL",
         default=_env("STORE", _DEFAULTS.store),
         help=(
             "store folder holding sssn.sqlite and artifacts/, or a PostgreSQL URL "
             "(postgresql://user:password@host:port/db, query options such as sslmode "
-            "pass through); one writer per store, a second exits with status 2; a URL "
-            "of another scheme or a file is refused with status 2 [SSSN_STORE] "
+            "pass through); one writer per folder, a second exits with status 2, while "
+            "any number of servers may share a database; a URL of another scheme or a "
+            "file is refused with status 2 [SSSN_STORE] "
             "(default: .sssn)"
         ),
     )
     parser.add_argument(
         "--pg-pool-size",
         type=int,
+        metavar="N",
         default=int(_env("PG_POOL_SIZE", _DEFAULTS.pg_pool_size)),
         help=(
-            "most connections to PostgreSQL, one of them writing; ignored for a "
+            "most connections to PostgreSQL, at least 2, one of them writing; ignored for a "
             f"SQLite store [SSSN_PG_POOL_SIZE] (default: {_DEFAULTS.pg_pool_size})"
         ),
     )
     parser.add_argument(
+        "--lease-ttl",
+        type=float,
+        metavar="SECONDS",
+        default=float(_env("LEASE_TTL", _DEFAULTS.lease_ttl)),
+        help=(
+            "PostgreSQL: how long a stream's lease on its subscription outlives its server's"
+            " last renewal (renewed every third of it); a new stream on any replica takes a"
+            " subscription over at once, whatever this is. Ignored for a SQLite store"
+            f" [SSSN_LEASE_TTL] (default: {_DEFAULTS.lease_ttl:g})"
+        ),
+    )
+    parser.add_argument(
         "--host",
+        metavar="HOST",
         default=_env("HOST", _DEFAULTS.host),
         help="interface to listen on; 0.0.0.0 for all [SSSN_HOST] (default: 127.0.0.1)",
     )
     parser.add_argument(
         "--port",
         type=int,
+        metavar="PORT",
         default=int(_env("PORT", _DEFAULTS.port)),
-        help="TCP port, 0 for any free port [SSSN_PORT] (default: 7700)",
+        help="TCP port, 0 for any free port (the address is printed) [SSSN_PORT] (default: 7700)",
     )
     parser.add_argument(
         "--read-only",
@@ -103,51 +131,61 @@ def build_parser() -> argparse.ArgumentParser:
         choices=EVENT_LOOPS,
         default=_env("EVENT_LOOP", loop),
         help=(
-            "asyncio event loop implementation; uvloop is faster and is the default "
-            f"where installed [SSSN_EVENT_LOOP] (default here: {loop})"
+            "asyncio event loop implementation; uvloop makes each call's thread hand-offs "
+            "cheaper [SSSN_EVENT_LOOP] (default: uvloop where installed, as it is with the "
+            "server except on Windows; else asyncio)"
         ),
     )
     parser.add_argument(
         "--grace",
         type=float,
+        metavar="SECONDS",
         default=float(_env("GRACE", _DEFAULTS.grace)),
-        help="seconds calls in flight get to finish on shutdown [SSSN_GRACE] (default: 10)",
+        help=(
+            "seconds unary calls in flight get to finish on shutdown; following streams "
+            "end at once [SSSN_GRACE] (default: 10)"
+        ),
     )
     parser.add_argument(
         "--max-artifact-bytes",
         type=int,
+        metavar="N",
         default=int(_env("MAX_ARTIFACT_BYTES", _DEFAULTS.max_artifact_bytes)),
         help="largest artifact accepted [SSSN_MAX_ARTIFACT_BYTES] (default: 1 GiB)",
     )
     parser.add_argument(
         "--max-message-bytes",
         type=int,
+        metavar="N",
         default=int(_env("MAX_MESSAGE_BYTES", _DEFAULTS.max_message_bytes)),
         help="largest request message accepted [SSSN_MAX_MESSAGE_BYTES] (default: 4 MiB)",
     )
     parser.add_argument(
         "--max-event-bytes",
         type=int,
+        metavar="N",
         default=int(_env("MAX_EVENT_BYTES", _DEFAULTS.max_event_bytes)),
         help=(
             "largest event (and snapshot value) stored, as encoded; larger ones are refused "
             f"with EVENT_TOO_LARGE; at most {MAX_EVENT_BYTES_CEILING} so that every stored "
-            "event fits in a message a stock client accepts [SSSN_MAX_EVENT_BYTES] "
-            "(default: 1 MiB; other limits: docs/limits.md)"
+            "event fits in a message a stock client accepts (other limits: docs/limits.md) "
+            "[SSSN_MAX_EVENT_BYTES] (default: 1 MiB)"
         ),
     )
     parser.add_argument(
         "--heartbeat-interval",
         type=float,
+        metavar="SECONDS",
         default=float(_env("HEARTBEAT_INTERVAL", _DEFAULTS.heartbeat_interval)),
         help=(
-            "seconds an idle following stream waits before it sends an empty message "
-            "[SSSN_HEARTBEAT_INTERVAL] (default: 15)"
+            "seconds an idle following stream waits before it sends an empty message; a "
+            "request's heartbeat_interval overrides it [SSSN_HEARTBEAT_INTERVAL] (default: 15)"
         ),
     )
     _add_mesh_arguments(parser)
     parser.add_argument(
         "--log-level",
+        metavar="LEVEL",
         default=_env("LOG_LEVEL", "INFO"),
         help="logging level [SSSN_LOG_LEVEL] (default: INFO)",
     )
@@ -191,9 +229,10 @@ def _add_mesh_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-send-message-bytes",
         type=int,
+        metavar="N",
         default=int(_env("MAX_SEND_MESSAGE_BYTES", _DEFAULTS.max_send_message_bytes)),
-        help="largest response message sent; 0 for gRPC's default, unlimited "
-        "[SSSN_MAX_SEND_MESSAGE_BYTES] (default: 0)",
+        help="largest response message sent; 0 for gRPC's default, unlimited (streams "
+        "send messages of at most 3 MiB anyway) [SSSN_MAX_SEND_MESSAGE_BYTES] (default: 0)",
     )
     parser.add_argument(
         "--tls-cert",
@@ -324,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["copy-store"]:
         return copy_main(arguments[1:])
+    if arguments[:1] == ["import-reference"]:
+        return import_main(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(arguments)
     try:
@@ -335,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--port must be between 0 and 65535 (0 picks a free one), not {args.port}")
     if args.pg_pool_size < 2:
         parser.error("--pg-pool-size must be at least 2 (one connection writes, one reads)")
+    if not 0.3 <= args.lease_ttl <= 300:
+        parser.error("--lease-ttl must be between 0.3 and 300 seconds")
     if not 1 <= args.max_event_bytes <= MAX_EVENT_BYTES_CEILING:
         parser.error(f"--max-event-bytes must be between 1 and {MAX_EVENT_BYTES_CEILING}")
     for dest, (variable, choices) in _CHOICES.items():
@@ -353,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         read_only=args.read_only,
         pg_pool_size=args.pg_pool_size,
+        lease_ttl=args.lease_ttl,
         durability=args.durability,
         grace=args.grace,
         max_artifact_bytes=args.max_artifact_bytes,
@@ -438,12 +482,98 @@ def copy_main(argv: Sequence[str]) -> int:
 
 
 async def copy_between(source: Path | str, target: Path | str) -> Copied:
-    options: dict[str, Any] = {"durability": "full", "pool_size": 4, "plain_json": plain_json}
     async with (
-        build_store(source, read_only=True, **options) as reading,
-        build_store(target, read_only=False, **options) as writing,
+        _moving_store(source, read_only=True) as reading,
+        _moving_store(target, read_only=False) as writing,
     ):
         return await copy_store(reading, writing, with_content=with_content_from_wire)
+
+
+def _moving_store(location: Path | str, *, read_only: bool) -> Store:
+    """A store as copy-store and import-reference open it: every write durable."""
+    return build_store(
+        location, read_only=read_only, durability="full", pool_size=4, plain_json=plain_json
+    )
+
+
+def build_import_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sssn-server import-reference",
+        description=(
+            "Import a store written by the reference sssn 0.1.1 (a folder holding its "
+            "sssn.sqlite and artifacts/, read read-only) into a new, empty store: "
+            "channels, events with their ids, cursors and parents, subscriptions with "
+            "their cursors, artifacts (each file's sha256 checked) and snapshots. "
+            "Everything is checked first; if anything does not fit (an id our rules "
+            "refuse, JSON nested too deep, a corrupted artifact...) the import writes "
+            "nothing, lists what it refused and exits with status 2, as it does for a "
+            "target that is not empty. Stop the reference's writers first."
+        ),
+    )
+    parser.add_argument(
+        "--from", dest="source", metavar="DIR", required=True, help="the reference store"
+    )
+    parser.add_argument(
+        "--to",
+        dest="target",
+        metavar="DIR|URL",
+        default=_env("STORE", _DEFAULTS.store),
+        help=(
+            "the new store: a folder or a postgresql:// URL (created; must be empty) "
+            "[SSSN_STORE] (default: .sssn)"
+        ),
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help=(
+            "check everything and print what would move (events per channel, "
+            "subscriptions, artifacts and their bytes, snapshots) and what would be "
+            "refused; write nothing; exit 2 if the import would be refused"
+        ),
+    )
+    return parser
+
+
+def import_main(argv: Sequence[str]) -> int:
+    """`sssn-server import-reference`: exit 0 when imported (or a clean dry
+    run), 2 when refused."""
+    args = build_import_parser().parse_args(argv)
+    prog = "sssn-server import-reference"
+    try:
+        target = store_location(args.target)
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level="WARNING", stream=sys.stderr)
+    rules = Rules(encode_event, json_size)
+    try:
+        plan = asyncio.run(
+            import_reference(
+                args.source,
+                lambda read_only: _moving_store(target, read_only=read_only),
+                rules=rules,
+                dry_run=args.dry_run,
+            )
+        )
+    except ImportRefusedError as exc:
+        print(describe(exc.plan, dry_run=False), file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except (
+        ReferenceStoreError,
+        SameStoreError,
+        TargetNotEmptyError,
+        StoreLockedError,
+        StoreUnreachableError,
+    ) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(describe(plan, dry_run=True), flush=True)
+        return 0 if plan.target_empty and not plan.refused_count else 2
+    print(summary(plan), flush=True)
+    return 0
 
 
 if __name__ == "__main__":

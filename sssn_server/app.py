@@ -143,6 +143,7 @@ class SSSNServer:
             durability=config.durability,
             pool_size=config.pg_pool_size,
             plain_json=convert.plain_json,
+            lease_ttl=config.lease_ttl,
         )
         self.service = ChannelService(
             self.store,

@@ -21,6 +21,9 @@ class ServerConfig:
     `postgresql://` URL of a database holding the store."""
     pg_pool_size: int = 10
     """Most connections a PostgreSQL store opens (one of them writes)."""
+    lease_ttl: float = 10.0
+    """PostgreSQL: seconds a stream's lease on its subscription outlives the
+    last renewal by its server (a killed server's leases lapse after it)."""
     host: str = "127.0.0.1"
     """Interface to listen on; 0.0.0.0 (or ::) for every interface."""
     port: int = 7700

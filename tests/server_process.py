@@ -13,9 +13,9 @@ _LISTENING = re.compile(r"listening on (\S+)")
 
 
 class ServerProcess:
-    """A server subprocess on 127.0.0.1 with its store in `store`."""
+    """A server subprocess on 127.0.0.1 with its store in `store` (a folder or a URL)."""
 
-    def __init__(self, store: Path, *extra: str, port: int = 0) -> None:
+    def __init__(self, store: Path | str, *extra: str, port: int = 0) -> None:
         self.store = store
         self.process = subprocess.Popen(
             [
@@ -52,4 +52,5 @@ class ServerProcess:
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-            self.process.communicate(timeout=30)
+        if self.process.stdout is not None and not self.process.stdout.closed:
+            self.process.communicate(timeout=30)  # also closes the pipes

@@ -19,6 +19,7 @@ import pytest
 from sssn_server.app import SSSNServer
 
 from .backends import Databases
+from .server_process import ServerProcess
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 SCALE = "0.005"
@@ -157,3 +158,35 @@ async def test_the_cursor_allocation_workload_runs(postgres: Databases) -> None:
     assert record["workload"] == "cursor_allocation"
     assert record["identity_per_s"] > 0 and record["counter_per_s"] > 0
     assert record["counter_cost"] == record["identity_per_s"] / record["counter_per_s"]
+
+
+async def test_the_replicas_workload_runs_on_two_replicas_and_renders(
+    postgres: Databases, bench_modules: Any
+) -> None:
+    run, _report = bench_modules
+    url = postgres.create(migrated=False)
+    replicas = [ServerProcess(url) for _ in range(2)]
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(BENCH / "replicas.py"),
+            *(replica.address for replica in replicas),
+            "--pids",
+            ",".join(str(replica.process.pid) for replica in replicas),
+            "--scale",
+            "0.01",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+    finally:
+        for replica in replicas:
+            replica.kill()
+    assert process.returncode == 0, err.decode()
+    record = json.loads(out)
+    assert record.pop("workload") == "replicas_2"
+    # Each of the 2 followers delivered every one of the 32 appends (4,000 scaled).
+    assert record["samples"] == 2 * 32
+    assert record["per_s"] > 0 and record["cpu_ms_per_1k"] >= record["max_replica_cpu_ms_per_1k"]
+    table = run.replicas_table({"replicas": {"replicas_1": record, "replicas_2": record}})
+    assert table.count("\n") == 3 and "| 2 |" in table and "1.00x" in table

@@ -12,6 +12,7 @@ from sssn_client import (
     AsyncSSSNClient,
     InvalidPayloadError,
     SSSNClient,
+    SubscriptionLeaseLostError,
     SubscriptionTakenOverError,
     UnavailableError,
 )
@@ -76,6 +77,21 @@ def test_sync_stream_taken_over_raises_instead_of_reconnecting(
                 assert old.closed
             finally:
                 newer.cancel()
+
+
+def test_sync_ack_from_a_taken_over_stream_is_refused(client: SSSNClient) -> None:
+    stored = _setup(client, 2)
+    with client.subscribe("w", ack_mode="manual") as old:
+        first = next(old)
+        with client.subscribe("w", ack_mode="manual") as new:
+            assert next(new) == first  # redelivered to the new owner
+            # The old stream's acknowledgement carries its lease: refused.
+            with pytest.raises(SubscriptionLeaseLostError) as caught:
+                old.ack(first)
+            assert caught.value.reason == "SUBSCRIPTION_LEASE_LOST"
+            assert caught.value.grpc_status_code == grpc.StatusCode.FAILED_PRECONDITION
+            assert client.get_subscription("w").cursor == 0
+            assert new.ack(first).cursor == stored[0].cursor
 
 
 async def test_async_manual_subscribe_with_flow_control(

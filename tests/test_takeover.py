@@ -106,7 +106,7 @@ async def test_a_stream_ended_between_sends_starts_no_further_send() -> None:
     from sssn_server.domain.errors import SubscriptionTakenOverError
     from sssn_server.domain.streams import StreamHandle
 
-    handle = StreamHandle("w", MANUAL, 0)
+    handle = StreamHandle("w", MANUAL, 0, epoch=1)
     handle.end(SubscriptionTakenOverError("w"))
     began = False
     with pytest.raises(SubscriptionTakenOverError), handle.sending_to_reader():
@@ -122,7 +122,7 @@ async def test_ending_a_stream_mid_send_cancels_the_send() -> None:
     handles: list[StreamHandle] = []
 
     async def stuck_sender() -> None:
-        handles.append(StreamHandle("w", MANUAL, 0))
+        handles.append(StreamHandle("w", MANUAL, 0, epoch=len(handles) + 1))
         with handles[0].sending_to_reader():
             handle_ready.set()
             await asyncio.Event().wait()  # a transport that never takes the message

@@ -278,7 +278,9 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
     async def AckSubscription(
         self, request: pb.AckSubscriptionRequest, context: Any
     ) -> pb.AckSubscriptionResponse:
-        subscription = await self._service.ack(request.subscription_id, request.cursor)
+        subscription = await self._service.ack(
+            request.subscription_id, request.cursor, lease_epoch=request.lease_epoch
+        )
         return pb.AckSubscriptionResponse(subscription=convert.subscription_to_proto(subscription))
 
     @_guarded
@@ -315,7 +317,7 @@ class StoreServicer(pb_grpc.StoreServiceServicer):
             async for delivery in batches:
                 # PullSubscriptionResponses, each under the size budget.
                 for message in wire.pull_messages(
-                    delivery.events, delivery.head_cursor, _MAX_MESSAGE_BYTES
+                    delivery.events, delivery.head_cursor, _MAX_MESSAGE_BYTES, delivery.lease_epoch
                 ):
                     yield message
         finally:

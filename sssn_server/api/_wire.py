@@ -92,6 +92,7 @@ for _message, _name in (
 ):
     assert _tag(_field(_message, _name), _LENGTH_DELIMITED) == _EVENTS_TAG, _message
 _HEAD_CURSOR_TAG = _tag(_field(pb.PullSubscriptionResponse, "head_cursor"), _VARINT)
+_LEASE_EPOCH_TAG = _tag(_field(pb.PullSubscriptionResponse, "lease_epoch"), _VARINT)
 _TRUNCATED_TRUE = _tag(_field(pb.QueryEventsResponse, "truncated"), _VARINT) + b"\x01"
 # `abridged = true` of the append responses, the same field in each.
 _ABRIDGED_TRUE = _tag(_field(pb.AppendEventsResponse, "abridged"), _VARINT) + b"\x01"
@@ -174,11 +175,16 @@ def abridged_event_bytes(event: Event) -> bytes:
     return message.SerializeToString()
 
 
-def pull_messages(events: list[Event], head_cursor: int, max_bytes: int) -> list[Serialized]:
+def pull_messages(
+    events: list[Event], head_cursor: int, max_bytes: int, lease_epoch: int = 0
+) -> list[Serialized]:
     """`PullSubscriptionResponse`s holding the events in order, each under
     `max_bytes` unless a single event is larger; every message carries
-    `head_cursor` (an empty list gives one heartbeat message)."""
+    `head_cursor` and `lease_epoch` (an empty list gives one heartbeat
+    message)."""
     head = _HEAD_CURSOR_TAG + varint(head_cursor) if head_cursor else b""
+    if lease_epoch:
+        head += _LEASE_EPOCH_TAG + varint(lease_epoch)
     messages: list[Serialized] = []
     parts: list[bytes] = []
     size = len(head)

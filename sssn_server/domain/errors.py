@@ -80,6 +80,24 @@ class InvalidPayloadError(SSSNError):
         self.violations: tuple[FieldViolation, ...] = (FieldViolation(field, description),)
 
 
+def ack_below(subscription_id: str, acknowledged: int) -> InvalidPayloadError:
+    """An acknowledgement below the subscription's acknowledged cursor."""
+    return InvalidPayloadError(
+        "cursor",
+        f"is below the acknowledged cursor {acknowledged}; acknowledgements are cumulative",
+        subscription_id=subscription_id,
+    )
+
+
+def ack_beyond(subscription_id: str, delivered: int) -> InvalidPayloadError:
+    """An acknowledgement of events nobody was given."""
+    return InvalidPayloadError(
+        "cursor",
+        f"is beyond the last delivered cursor {delivered}",
+        subscription_id=subscription_id,
+    )
+
+
 class EventTooLargeError(InvalidPayloadError):
     """An event (or snapshot value) encodes to more bytes than the server stores."""
 
@@ -140,6 +158,23 @@ class StoreReadOnlyError(FailedPreconditionError):
 
     def __init__(self) -> None:
         super().__init__("The store is open read-only; writes are refused.")
+
+
+class SubscriptionLeaseLostError(FailedPreconditionError):
+    """A write on behalf of a stream that no longer owns its subscription:
+    another stream took it over since (an acknowledgement carrying an older
+    lease epoch, or a cursor move of the old stream). Nothing changed."""
+
+    reason = "SUBSCRIPTION_LEASE_LOST"
+
+    def __init__(self, subscription_id: str, epoch: int, current: int) -> None:
+        super().__init__(
+            f"Subscription {subscription_id} is now owned by the stream of lease {current};"
+            f" lease {epoch} was taken over and acknowledges nothing.",
+            subscription_id=subscription_id,
+            lease_epoch=str(epoch),
+            current_lease_epoch=str(current),
+        )
 
 
 class ResourceExhaustedError(SSSNError):

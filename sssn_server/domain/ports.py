@@ -231,6 +231,12 @@ class Store(abc.ABC):
     async def delete_subscription(self, subscription_id: str) -> None:
         """Deletes a subscription; raises SubscriptionNotFoundError."""
 
+    def shared_subscriptions(self) -> SharedSubscriptions | None:
+        """Subscription ownership kept in the store, for a store that several
+        servers write at once; None (the default): only this server writes
+        it, and it keeps ownership in its memory."""
+        return None
+
     # Artifacts
 
     @abc.abstractmethod
@@ -278,3 +284,83 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_snapshot(self, name: str) -> Snapshot:
         """Returns a snapshot or raises SnapshotNotFoundError."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A subscription's ownership as the shared store holds it."""
+
+    subscription: Subscription
+    """The subscription with its persisted (acknowledged) cursor."""
+    epoch: int
+    """The lease of the stream that owns it last (0: never streamed)."""
+    seeks: int
+    """How many times it was sought: a cursor move begun before a seek must
+    not undo it."""
+    delivered: int
+    """The highest cursor its owner delivered (at least its cursor)."""
+
+
+class SharedSubscriptions(abc.ABC):
+    """Which stream owns each subscription, and what it delivered, where
+    every server on one store sees it.
+
+    A stream claims its subscription, taking a new lease epoch (a fencing
+    token) and ending the claim of any stream before it on any server. The
+    writes made for a stream carry its epoch and are refused once another
+    stream claimed the subscription. Claims, seeks, acknowledgements and
+    deletions are announced to every server's change listeners (a hint:
+    listeners read the lease again). A server renews the leases of its open
+    streams every `renew_interval`; one that cannot for `lease_ttl` seconds
+    must end them, since another server may own them by then.
+    """
+
+    lease_ttl: float
+    renew_interval: float
+
+    @abc.abstractmethod
+    async def claim(self, subscription_id: str) -> Lease:
+        """A new lease for a stream starting now, delivering from the cursor;
+        raises SubscriptionNotFoundError."""
+
+    @abc.abstractmethod
+    async def delivered(self, subscription_id: str, epoch: int, cursor: int) -> None:
+        """Records that the stream of `epoch` is sending events up to
+        `cursor`; raises SubscriptionLeaseLostError once another stream
+        claimed the subscription, SubscriptionNotFoundError once it is gone."""
+
+    @abc.abstractmethod
+    async def advance(
+        self, subscription_id: str, cursor: int, *, epoch: int | None, seeks: int | None
+    ) -> None:
+        """Moves the cursor forward to `cursor` (auto mode, after a send).
+        With `epoch`, raises SubscriptionLeaseLostError if that stream lost
+        the subscription; with `seeks`, moves nothing if a seek came since."""
+
+    @abc.abstractmethod
+    async def ack(self, subscription_id: str, cursor: int, *, epoch: int | None) -> Subscription:
+        """Acknowledges up to `cursor` (at least the cursor, at most what was
+        delivered, by the stream of `epoch` if given) and persists it."""
+
+    @abc.abstractmethod
+    async def seek(self, subscription_id: str, cursor: int) -> Lease:
+        """Sets the cursor (backward or forward) and counts a seek."""
+
+    @abc.abstractmethod
+    async def release(self, subscription_id: str, epoch: int) -> None:
+        """The stream of `epoch` ended: its lease is free (it stays the last)."""
+
+    @abc.abstractmethod
+    async def renew(self, epochs: dict[str, int]) -> dict[str, Lease | None]:
+        """Extends this server's leases (subscription id -> epoch) and
+        returns each subscription's lease now (None: it is gone)."""
+
+    @abc.abstractmethod
+    async def leases(self, subscription_ids: Sequence[str]) -> dict[str, Lease | None]:
+        """Each subscription's lease now, without renewing anything."""
+
+    @abc.abstractmethod
+    def add_change_listener(self, listener: Callable[[str], None]) -> None:
+        """Calls `listener(subscription_id)` when any server claimed, sought,
+        acknowledged or deleted the subscription (a hint, possibly late,
+        possibly of a change this server made)."""

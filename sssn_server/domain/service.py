@@ -14,6 +14,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Sequence,
 )
@@ -29,9 +30,13 @@ from .errors import (
     ShuttingDownError,
     SSSNError,
     StoreReadOnlyError,
+    StoreUnavailableError,
+    SubscriptionLeaseLostError,
     SubscriptionNotFoundError,
     SubscriptionTakenOverError,
     TooManyItemsError,
+    ack_below,
+    ack_beyond,
 )
 from .ids import new_id, new_ids
 from .models import (
@@ -47,7 +52,7 @@ from .models import (
     Subscription,
 )
 from .notifier import CommitNotifier
-from .ports import Store
+from .ports import Lease, SharedSubscriptions, Store
 from .recent import RecentEvents
 from .streams import ACK_MODES, AUTO, MANUAL, StreamHandle, StreamStatus
 from .validation import (
@@ -129,6 +134,8 @@ class Delivery:
 
     events: list[Event]
     head_cursor: int
+    lease_epoch: int = 0
+    """The stream's lease on the subscription (0: a pull that holds none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +212,19 @@ class ChannelService:
         self._deletion_listeners: list[Callable[[str], None]] = []
         store.add_commit_listener(self._committed)
         store.add_channel_deleted_listener(self._deleted_elsewhere)
+        # The lease epoch of each subscription's newest stream. A store that
+        # other servers write too keeps leases itself (`SharedSubscriptions`);
+        # otherwise epochs come from this clock-seeded counter, so they grow
+        # across restarts too.
+        self._epochs: dict[str, int] = {}
+        self._last_epoch = 0
+        self._shared: SharedSubscriptions | None = store.shared_subscriptions()
+        self._renewer: asyncio.Task[None] | None = None
+        self._stale_leases: set[str] = set()
+        self._reading_leases: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        if self._shared is not None:
+            self._shared.add_change_listener(self._subscription_changed)
 
     @property
     def closing(self) -> bool:
@@ -229,6 +249,8 @@ class ChannelService:
         """Ends following streams at once; they resume elsewhere from their cursor."""
         self._closing = True
         self._notifier.close()
+        if self._renewer is not None:
+            self._renewer.cancel()
 
     async def wait_streams_ended(self, timeout: float) -> None:
         """Waits (at most `timeout` seconds) for the streams woken by
@@ -238,8 +260,9 @@ class ChannelService:
             await asyncio.wait_for(self._no_open_streams.wait(), timeout)
 
     async def flush_cursors(self) -> None:
-        """Waits for cursor moves of streams ended by shutdown, so the store
-        closes only after every delivered batch is recorded."""
+        """Waits for cursor moves (and lease releases) of streams ended by
+        shutdown, so the store closes only after every delivered batch is
+        recorded and other servers may take their subscriptions at once."""
         while self._cursor_writes:
             await asyncio.gather(*self._cursor_writes, return_exceptions=True)
 
@@ -500,6 +523,7 @@ class ChannelService:
         self._forget_position(subscription_id)
         self._delivered.pop(subscription_id, None)
         self._seeks.pop(subscription_id, None)
+        self._epochs.pop(subscription_id, None)
         handle = self._owners.pop(subscription_id, None)
         if handle is not None:
             handle.end(_subscription_gone(subscription_id))
@@ -511,31 +535,36 @@ class ChannelService:
         so that what the transport keeps per subscription (metrics) goes too."""
         self._deletion_listeners.append(listener)
 
-    async def ack(self, subscription_id: str, cursor: int) -> Subscription:
+    async def ack(self, subscription_id: str, cursor: int, *, lease_epoch: int = 0) -> Subscription:
         """Acknowledges every delivered event up to `cursor` and persists it.
 
         Raises InvalidPayloadError for a cursor below the persisted one or
-        beyond the last this server delivered on the subscription.
+        beyond the last delivered on the subscription, and (with a
+        `lease_epoch`) SubscriptionLeaseLostError when a newer stream owns it.
         """
         require_segment("subscription_id", subscription_id)
         require_non_negative("cursor", cursor)
+        require_non_negative("lease_epoch", lease_epoch)
         if self.store.read_only:
             raise StoreReadOnlyError()
+        if self._shared is not None:
+            # Checked and stored in one transaction, against what every
+            # server delivered: the stream may be on another server.
+            acked = await self._shared.ack(subscription_id, cursor, epoch=lease_epoch or None)
+            self._forget_position(subscription_id, moved=False)
+            handle = self._owners.get(subscription_id)
+            if handle is not None:
+                handle.acked(cursor)
+            return acked
+        newest = self._epochs.get(subscription_id)
+        if lease_epoch and newest is not None and lease_epoch != newest:
+            raise SubscriptionLeaseLostError(subscription_id, lease_epoch, newest)
         current = await self.store.get_subscription(subscription_id)
         if cursor < current.cursor:
-            raise InvalidPayloadError(
-                "cursor",
-                f"is below the acknowledged cursor {current.cursor};"
-                " acknowledgements are cumulative",
-                subscription_id=subscription_id,
-            )
+            raise ack_below(subscription_id, current.cursor)
         delivered = max(self._delivered.get(subscription_id, 0), current.cursor)
         if cursor > delivered:
-            raise InvalidPayloadError(
-                "cursor",
-                f"is beyond the last delivered cursor {delivered}",
-                subscription_id=subscription_id,
-            )
+            raise ack_beyond(subscription_id, delivered)
         if cursor > current.cursor:
             await self.store.advance_subscription(subscription_id, cursor)
             self._forget_position(subscription_id, moved=False)
@@ -561,11 +590,17 @@ class ChannelService:
             # Nothing that recent yet: only events appended from now on.
             cursor = first - 1 if first is not None else await self.store.head_cursor()
         self._seeks[subscription_id] = self._seeks.get(subscription_id, 0) + 1
-        moved = await self.store.seek_subscription(subscription_id, cursor)
+        seeks: int | None = None
+        if self._shared is not None:
+            lease = await self._shared.seek(subscription_id, cursor)
+            moved, seeks = lease.subscription, lease.seeks
+        else:
+            moved = await self.store.seek_subscription(subscription_id, cursor)
         self._forget_position(subscription_id)
         self._delivered[subscription_id] = cursor
         handle = self._owners.get(subscription_id)
         if handle is not None:
+            handle.seeks = seeks
             handle.reset(cursor)
         return moved
 
@@ -610,7 +645,7 @@ class ChannelService:
         manual = ack_mode == MANUAL
         handle: StreamHandle | None = None
         if follow or manual:
-            handle = self._take_over(subscription_id, ack_mode, subscription.cursor)
+            handle, subscription = await self._claim(subscription, ack_mode)
         wanted = min(limit or subscription.batch_size, self.limits.max_query_limit)
         self._open_streams += 1
         self._no_open_streams.clear()
@@ -637,13 +672,134 @@ class ChannelService:
                 self._no_open_streams.set()
             if handle is not None and self._owners.get(subscription_id) is handle:
                 del self._owners[subscription_id]
+                if self._shared is not None:
+                    self._in_background(self._shared.release(subscription_id, handle.epoch))
 
-    def _take_over(self, subscription_id: str, ack_mode: str, cursor: int) -> StreamHandle:
+    async def _claim(
+        self, subscription: Subscription, ack_mode: str
+    ) -> tuple[StreamHandle, Subscription]:
+        """Makes a new stream the owner of its subscription, ending the one
+        before it; returns its handle and the subscription as of the claim."""
+        subscription_id = subscription.id
+        seeks: int | None = None
+        if self._shared is not None:
+            lease = await self._shared.claim(subscription_id)
+            subscription, epoch, seeks = lease.subscription, lease.epoch, lease.seeks
+            self._renew_leases_soon()
+        else:
+            self._last_epoch = epoch = max(self._last_epoch + 1, time.time_ns() // 1000)
         previous = self._owners.get(subscription_id)
         if previous is not None:
+            if previous.epoch > epoch:  # a later claim got here first
+                raise SubscriptionTakenOverError(subscription_id)
             previous.end(SubscriptionTakenOverError(subscription_id))
-        handle = self._owners[subscription_id] = StreamHandle(subscription_id, ack_mode, cursor)
-        return handle
+        handle = StreamHandle(
+            subscription_id, ack_mode, subscription.cursor, epoch=epoch, seeks=seeks
+        )
+        self._owners[subscription_id] = handle
+        self._epochs[subscription_id] = epoch
+        return handle, subscription
+
+    def _in_background(self, write: Awaitable[None]) -> None:
+        """Runs a store write to completion whatever happens to the caller;
+        `flush_cursors` waits for it on shutdown."""
+
+        async def run() -> None:
+            try:
+                await write
+            except SSSNError as error:
+                log.info("lease write not stored: %s", error)
+            except Exception:
+                log.exception("lease write failed")
+
+        task = asyncio.ensure_future(run())
+        self._cursor_writes.add(task)
+        task.add_done_callback(self._cursor_writes.discard)
+
+    # Leases on a store other servers share
+
+    def _renew_leases_soon(self) -> None:
+        """Starts renewing this server's leases, unless that runs already."""
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(
+                self._renew_leases(), name="sssn-lease-renewal"
+            )
+
+    async def _renew_leases(self) -> None:
+        """Keeps this server's leases alive and its streams true to them; ends
+        them all when the store could not be reached for a lease's lifetime,
+        since another server may own them by then."""
+        shared = self._shared
+        assert shared is not None
+        loop = asyncio.get_running_loop()
+        renewed_at = loop.time()
+        while not self._closing:
+            await asyncio.sleep(shared.renew_interval)
+            held = {key: handle.epoch for key, handle in self._owners.items()}
+            if not held:
+                return  # the next claim starts this again
+            try:
+                leases = await shared.renew(held)
+            except Exception as exc:
+                log.warning("leases not renewed: %s", exc)
+                if loop.time() - renewed_at > shared.lease_ttl:
+                    for key in held:
+                        handle = self._owners.pop(key, None)
+                        if handle is not None:
+                            handle.end(StoreUnavailableError())
+                continue
+            renewed_at = loop.time()
+            for key, lease in leases.items():
+                self._apply_lease(key, lease)
+
+    def _subscription_changed(self, subscription_id: str) -> None:
+        """Some server claimed, sought, acknowledged or deleted the
+        subscription: a stream of it here reads its lease again."""
+        if subscription_id not in self._owners:
+            return
+        self._stale_leases.add(subscription_id)
+        if subscription_id in self._reading_leases:
+            return  # the read in progress reads again when it is done
+        self._reading_leases.add(subscription_id)
+        task = asyncio.ensure_future(self._read_lease(subscription_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _read_lease(self, subscription_id: str) -> None:
+        shared = self._shared
+        assert shared is not None
+        try:
+            while subscription_id in self._stale_leases:
+                self._stale_leases.discard(subscription_id)
+                leases = await shared.leases([subscription_id])
+                self._apply_lease(subscription_id, leases[subscription_id])
+        except Exception as exc:  # the renewal reads it again
+            log.info("lease of %s not read: %s", subscription_id, exc)
+        finally:
+            self._reading_leases.discard(subscription_id)
+
+    def _apply_lease(self, subscription_id: str, lease: Lease | None) -> None:
+        """Brings this server's stream of a subscription in line with its lease."""
+        handle = self._owners.get(subscription_id)
+        if handle is None:
+            return
+        if lease is None:
+            self._subscription_deleted(subscription_id)
+        elif lease.epoch > handle.epoch:  # claimed by a newer stream, anywhere
+            del self._owners[subscription_id]
+            handle.end(SubscriptionTakenOverError(subscription_id))
+        elif lease.epoch < handle.epoch:
+            return  # read before this stream's own claim
+        elif handle.seeks is not None and lease.seeks != handle.seeks:
+            # Sought on another server: continue from there.
+            cursor = lease.subscription.cursor
+            self._seeks[subscription_id] = self._seeks.get(subscription_id, 0) + 1
+            self._forget_position(subscription_id)
+            self._delivered[subscription_id] = cursor
+            handle.seeks = lease.seeks
+            handle.reset(cursor)
+        elif handle.ack_mode == MANUAL:
+            handle.acked(lease.subscription.cursor)  # perhaps acknowledged elsewhere
 
     async def _stream(
         self,
@@ -685,7 +841,7 @@ class ChannelService:
                 events = await self._next_manual_batch(handle, size, window)
                 if events:
                     with handle.sending_to_reader():
-                        yield Delivery(events, await self._head_after(events))
+                        yield Delivery(events, await self._head_after(events), handle.epoch)
             else:
                 async with turn:
                     seeks = self._seeks.get(subscription_id, 0)
@@ -696,12 +852,16 @@ class ChannelService:
                             self._note_delivered(subscription_id, events[-1].cursor)
                             if handle is not None:
                                 handle.delivered([events[-1].cursor])
-                            yield Delivery(events, await self._head_after(events))
+                            yield Delivery(
+                                events,
+                                await self._head_after(events),
+                                0 if handle is None else handle.epoch,
+                            )
                         # The batch was sent: record that even if the stream is
                         # cancelled now, and before the next reader takes its
                         # turn; a seek meanwhile decides the position instead.
                         if self._seeks.get(subscription_id, 0) == seeks:
-                            self._record_delivery(turn, subscription_id, events[-1].cursor)
+                            self._record_delivery(turn, subscription_id, events[-1].cursor, handle)
             if events:
                 last_sent = loop.time()
                 if len(events) == catch_up < size:
@@ -719,7 +879,9 @@ class ChannelService:
                 woken = timeout > 0 and await self._notifier.wait(wakeup, *others, timeout=timeout)
                 if not woken and not self._closing:
                     with _sending(handle):
-                        yield Delivery([], await self._head_cursor())
+                        yield Delivery(
+                            [], await self._head_cursor(), 0 if handle is None else handle.epoch
+                        )
                     last_sent = loop.time()
 
     async def _next_manual_batch(self, handle: StreamHandle, size: int, window: int) -> list[Event]:
@@ -740,7 +902,24 @@ class ChannelService:
             # them before this stream resumes after handing them over.
             handle.delivered([event.cursor for event in events])
             self._note_delivered(handle.subscription_id, events[-1].cursor)
+            if self._shared is not None:
+                # Where every server sees it: the ack may go to another.
+                await self._fenced(
+                    handle,
+                    self._shared.delivered(handle.subscription_id, handle.epoch, events[-1].cursor),
+                )
         return events
+
+    async def _fenced(self, handle: StreamHandle, write: Awaitable[None]) -> None:
+        """A write for a stream, which ends the stream when it lost its lease."""
+        try:
+            await write
+        except SubscriptionLeaseLostError:
+            if self._owners.get(handle.subscription_id) is handle:
+                del self._owners[handle.subscription_id]
+            error = SubscriptionTakenOverError(handle.subscription_id)
+            handle.end(error)
+            raise error from None
 
     def _note_delivered(self, subscription_id: str, cursor: int) -> None:
         self._delivered[subscription_id] = max(self._delivered.get(subscription_id, 0), cursor)
@@ -774,7 +953,9 @@ class ChannelService:
             )
         return events
 
-    def _record_delivery(self, turn: _Turn, subscription_id: str, cursor: int) -> None:
+    def _record_delivery(
+        self, turn: _Turn, subscription_id: str, cursor: int, handle: StreamHandle | None
+    ) -> None:
         """Moves the cursor past a sent batch without waiting for the disk.
 
         The move is stored by a task of its own, so it completes even if the
@@ -786,6 +967,7 @@ class ChannelService:
             turn.state = replace(turn.state, cursor=max(turn.state.cursor, cursor))
         turn.target = max(turn.target, cursor)
         turn.seeks = self._seeks.get(subscription_id, 0)
+        turn.lease = None if handle is None else (handle.epoch, handle.seeks)
         turn.dirty = True
         if turn.writer is None:
             task = turn.writer = asyncio.ensure_future(self._store_position(turn, subscription_id))
@@ -798,7 +980,19 @@ class ChannelService:
                 turn.dirty = False
                 if self._seeks.get(subscription_id, 0) != turn.seeks:
                     break  # a seek decided the position since
-                await self.store.advance_subscription(subscription_id, turn.target)
+                if self._shared is None:
+                    await self.store.advance_subscription(subscription_id, turn.target)
+                    continue
+                # Fenced: not once another stream owns the subscription, or
+                # after a seek on another server.
+                epoch, seeks = turn.lease or (None, None)
+                await self._shared.advance(subscription_id, turn.target, epoch=epoch, seeks=seeks)
+        except SubscriptionLeaseLostError as error:
+            log.info("cursor of %s not stored: %s", subscription_id, error)
+            handle = self._owners.get(subscription_id)
+            if handle is not None and turn.lease is not None and handle.epoch == turn.lease[0]:
+                del self._owners[subscription_id]
+                handle.end(SubscriptionTakenOverError(subscription_id))
         except SSSNError as error:  # deleted meanwhile, or the store closed
             log.info("cursor of %s not stored: %s", subscription_id, error)
         except Exception:
@@ -880,7 +1074,7 @@ class _Turn:
     the turn also keeps the subscription's position meanwhile. It lives in a
     WeakValueDictionary: gone once no pull and no pending write holds it."""
 
-    __slots__ = ("__weakref__", "_lock", "dirty", "seeks", "state", "target", "writer")
+    __slots__ = ("__weakref__", "_lock", "dirty", "lease", "seeks", "state", "target", "writer")
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
@@ -888,6 +1082,8 @@ class _Turn:
         self.target = 0  # the cursor to store
         self.dirty = False  # target moved since the writer last stored it
         self.seeks = 0  # the subscription's seek count when target was set
+        # (epoch, seeks in a shared store) of the stream that set the target.
+        self.lease: tuple[int, int | None] | None = None
         self.writer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> None:

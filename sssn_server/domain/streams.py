@@ -37,10 +37,23 @@ class StreamHandle:
     redelivers unacknowledged events (at least once).
     """
 
-    def __init__(self, subscription_id: str, ack_mode: str, position: int) -> None:
+    def __init__(
+        self,
+        subscription_id: str,
+        ack_mode: str,
+        position: int,
+        *,
+        epoch: int,
+        seeks: int | None = None,
+    ) -> None:
         self.subscription_id = subscription_id
         self.ack_mode = ack_mode
         self.position = position
+        self.epoch = epoch
+        """The stream's lease on the subscription (its fencing token)."""
+        self.seeks = seeks
+        """Seeks of the subscription as a shared store counted them when this
+        stream last looked (None: the store is not shared)."""
         self.unacked: deque[int] = deque()
         self.paused = False
         self.sending = False

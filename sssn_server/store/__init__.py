@@ -35,6 +35,7 @@ def build_store(
     durability: str,
     pool_size: int,
     plain_json: Any,
+    lease_ttl: float = 10.0,
 ) -> Store:
     """The store `--store` names: a PostgreSQL URL, or else a SQLite folder."""
     if is_database_url(location):
@@ -47,5 +48,6 @@ def build_store(
             synchronous_commit=_POSTGRES_SYNCHRONOUS_COMMIT[durability],
             pool_size=pool_size,
             plain_json=plain_json,
+            lease_ttl=lease_ttl,
         )
     return SQLiteStore(location, read_only=read_only, synchronous=_SQLITE_SYNCHRONOUS[durability])

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-# Keys of the advisory locks, per database: the one writer server, and
-# migrations (so two servers starting at once migrate one after the other).
-WRITER_LOCK_KEY = 0x535353_01
+# Key of the advisory lock of migrations, per database: servers starting at
+# once migrate one after the other.
 MIGRATION_LOCK_KEY = 0x535353_02
 
 # MIGRATIONS[n] takes the schema from version n to n + 1.
@@ -108,7 +107,18 @@ MIGRATIONS: tuple[str, ...] = (
       channel text NOT NULL,
       subscriptions text[] NOT NULL,
       deleted_at timestamptz NOT NULL DEFAULT now()
-    )
+    );
+    -- Which stream owns the subscription, on whichever server: each claim
+    -- takes the next epoch, and a write for a stream whose epoch is no
+    -- longer the subscription's is refused. `delivered`: the highest cursor
+    -- its owner sent (an acknowledgement may not pass it); `seeks`: a
+    -- cursor move begun before a seek must not undo it.
+    ALTER TABLE subscriptions
+      ADD COLUMN lease_epoch bigint NOT NULL DEFAULT 0,
+      ADD COLUMN lease_owner text,
+      ADD COLUMN lease_expires_at timestamptz,
+      ADD COLUMN delivered bigint NOT NULL DEFAULT 0,
+      ADD COLUMN seeks bigint NOT NULL DEFAULT 0
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

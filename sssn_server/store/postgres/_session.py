@@ -1,18 +1,16 @@
-"""The store's own connection: the writer lock, migrations, and checks that the database answers."""
+"""The store's own connection: migrations, notifications, and checks that the database answers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
-from ...domain.ports import StoreLockedError
-from ._schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION, WRITER_LOCK_KEY
+from ._schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -21,24 +19,14 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 1.0
 _CHECK_TIMEOUT = 3.0
 
-# Who holds an advisory lock taken with one bigint key: PostgreSQL splits
-# the key into classid (high half) and objid (low half), objsubid 1.
-_LOCK_HOLDER = (
-    "SELECT a.application_name, a.client_addr::text FROM pg_locks l"
-    " JOIN pg_stat_activity a ON a.pid = l.pid"
-    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-    " AND l.classid = ($1::bigint >> 32)::oid AND l.objid = ($1::bigint & 4294967295)::oid"
-)
-
 
 class Session:
     """One connection the server keeps for itself, beside its pool.
 
-    A writable store holds the writer lock on it (an advisory lock lives as
-    long as its session), so a second writable server on the database is
-    refused, and a killed server's lock goes with its connection. Every
-    `WATCH_INTERVAL` it checks that the database answers, reconnecting (and
-    taking the lock again) after an outage, and reports each change.
+    It migrates the schema when the server starts, carries the LISTENs of
+    the commit feed and of subscription changes, and every `WATCH_INTERVAL`
+    checks that the database answers, reconnecting (and listening again)
+    after an outage and reporting each change.
     """
 
     def __init__(
@@ -46,28 +34,24 @@ class Session:
         connect: Callable[[], Any],
         *,
         writer: bool,
-        exclusive: bool = True,
         location: str,
         on_change: Callable[[bool], Awaitable[None]],
     ) -> None:
         self._connect = connect
         self._writer = writer
-        self._exclusive = writer and exclusive
         self._listeners: list[tuple[str, Callable[[str], None]]] = []
         self._location = location
         self._on_change = on_change
         self._connection: asyncpg.Connection | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.available = True
-        """False from the check that found the database unreachable (or, for
-        a writer, the lock gone to another server) until one finds it back."""
+        """False from the check that found the database unreachable until
+        one finds it back."""
 
     async def open(self) -> None:
-        """Connects; a writer takes the lock, then migrates; a reader checks the schema."""
+        """Connects; a writer migrates, a reader checks the schema."""
         connection = await self._connect()
         try:
-            if self._exclusive:
-                await self._take_lock(connection)
             if self._writer:
                 await migrate(connection)
             else:
@@ -107,23 +91,9 @@ class Session:
                 await self._watcher
             self._watcher = None
         if self._connection is not None:
-            # Closing the session releases the writer lock.
             with contextlib.suppress(Exception):
                 await self._connection.close(timeout=_CHECK_TIMEOUT)
             self._connection = None
-
-    async def _take_lock(self, connection: asyncpg.Connection) -> None:
-        if await connection.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK_KEY):
-            return
-        holder = await connection.fetchrow(_LOCK_HOLDER, WRITER_LOCK_KEY)
-        name, address = (holder["application_name"], holder["client_addr"]) if holder else ("", "")
-        found = re.search(r"pid (\d+)", name or "")
-        who = f"{name} from {address or 'a local socket'}" if name else "another server"
-        raise StoreLockedError(
-            f"store {self._location} is already served by {who}; one server writes to a"
-            " database at a time: stop that server first, or start this one with --read-only",
-            holder_pid=int(found.group(1)) if found else None,
-        )
 
     async def _watch(self) -> None:
         while True:
@@ -142,8 +112,6 @@ class Session:
                 self._connection = None
                 connection = await asyncio.wait_for(self._connect(), _CHECK_TIMEOUT)
                 try:
-                    if self._exclusive:
-                        await self._take_lock(connection)
                     await self._listen_on(connection)
                 except BaseException:
                     await connection.close()
@@ -151,10 +119,6 @@ class Session:
                 self._connection = connection
             await self._connection.fetchval("SELECT 1", timeout=_CHECK_TIMEOUT)
             return True
-        except StoreLockedError as exc:
-            # Another server took the database while this one was cut off.
-            log.error("%s", exc)
-            return False
         except Exception:
             if self._connection is not None:
                 self._connection.terminate()

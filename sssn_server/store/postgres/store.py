@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -61,7 +62,8 @@ from .._rules import (
 )
 from . import _blobs
 from ._errors import database_errors
-from ._feed import COMMITS_CHANNEL, CommitFeed, DeletionListener
+from ._feed import COMMITS_CHANNEL, RECHECK_INTERVAL, CommitFeed, DeletionListener
+from ._leases import CHANGES_CHANNEL, PostgresSubscriptions
 from ._session import Session
 from ._writer import Cursors, Outcome, Request, Span, WriterTask
 
@@ -119,6 +121,9 @@ _POSITIONS = (
 )
 # A JSON escape of U+0000: `\u0000` after an even number of backslashes.
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+# Seconds a stream's lease lasts unless its server renews it: how long a
+# killed server's leases stay held (a new stream takes over at once anyway).
+DEFAULT_LEASE_TTL = 10.0
 # Seconds to wait for a new connection before the call fails with
 # STORE_UNAVAILABLE (asyncpg's default of 60 would hang callers instead).
 _CONNECT_TIMEOUT = 5.0
@@ -144,9 +149,9 @@ class PostgresStore(Store):
     Reads use the pool and never wait for the writer. Commit listeners
     hear of every commit in cursor order through the commit feed
     (`CommitFeed`), which also reads back what other servers on the database
-    commit. `exclusive` stores (the default) still refuse a second writable
-    server: which stream owns a subscription, and what it delivered, is
-    kept in each server's memory.
+    commit; which stream owns each subscription is kept in the database
+    too (`PostgresSubscriptions`), so any number of servers can serve one
+    database at once.
     """
 
     def __init__(
@@ -157,7 +162,8 @@ class PostgresStore(Store):
         synchronous_commit: str = "on",
         pool_size: int = 10,
         plain_json: PlainJSON | None = None,
-        exclusive: bool = True,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        recheck_interval: float = RECHECK_INTERVAL,
     ) -> None:
         """Describes the store; nothing connects before `open()`.
 
@@ -172,14 +178,15 @@ class PostgresStore(Store):
             pool_size: most connections the pool opens.
             plain_json: decodes an `Encoded` payload or metadata to plain
                 JSON, which the store keeps in JSONB columns.
-            exclusive: a writable store refuses to open while another
-                writable server holds the database (the writer lock).
+            lease_ttl: seconds a stream's lease on its subscription lasts
+                unless its server renews it.
+            recheck_interval: seconds between reads of the commit feed that
+                no notification asked for.
         """
         self.url = url
         self.location = redacted(url)
         self.read_only = read_only
         self._pool_size = max(2, pool_size)
-        self._exclusive = exclusive
         self._plain_json = plain_json or _no_encoded
         settings = {
             "application_name": f"sssn-server pid {os.getpid()} on {socket.gethostname()}"[:63],
@@ -196,6 +203,13 @@ class PostgresStore(Store):
         self._deletion_listeners: list[DeletionListener] = []
         self._availability_listeners: list[Callable[[bool], None]] = []
         self._feed: CommitFeed | None = None
+        self._recheck_interval = recheck_interval
+        self._subscriptions = PostgresSubscriptions(
+            self._write,
+            self._fetch,
+            owner=f"{socket.gethostname()} pid {os.getpid()} {secrets.token_hex(3)}",
+            lease_ttl=lease_ttl,
+        )
 
     # Lifecycle
 
@@ -203,7 +217,6 @@ class PostgresStore(Store):
         self._session = Session(
             self._connect,
             writer=not self.read_only,
-            exclusive=self._exclusive,
             location=self.location,
             on_change=self._availability_changed,
         )
@@ -226,6 +239,7 @@ class PostgresStore(Store):
             if not self.read_only:
                 await _blobs.remove_abandoned(self._pool)
                 await self._start_feed(self._pool, self._session)
+                await self._session.listen(CHANGES_CHANNEL, self._subscriptions.changed)
                 self._writer = WriterTask(self._pool, self._committed)
                 self._writer.start()
         except BaseException:
@@ -254,6 +268,7 @@ class PostgresStore(Store):
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE cursor > $1 ORDER BY cursor LIMIT $2",
             self._commit_listeners,
             self._deletion_listeners,
+            recheck_interval=self._recheck_interval,
         )
         # Listening first: a commit between reading the head and listening
         # would otherwise wait for the re-check.
@@ -757,11 +772,19 @@ class PostgresStore(Store):
 
     async def delete_subscription(self, subscription_id: str) -> None:
         async def work(db: asyncpg.Connection, _cursors: Cursors) -> None:
-            status = await db.execute("DELETE FROM subscriptions WHERE id = $1", subscription_id)
-            if _count(status) == 0:
+            # Other servers end the subscription's stream when they hear of it.
+            rows = await db.fetch(
+                "DELETE FROM subscriptions WHERE id = $1"
+                f" RETURNING pg_notify('{CHANGES_CHANNEL}', id)",
+                subscription_id,
+            )
+            if not rows:
                 raise subscription_not_found(subscription_id)
 
         await self._write(work, one_statement=True)
+
+    def shared_subscriptions(self) -> PostgresSubscriptions | None:
+        return None if self.read_only else self._subscriptions
 
     # Artifacts
 
