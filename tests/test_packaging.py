@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -24,27 +25,39 @@ def test_generated_modules_match_the_protos(tmp_path: Path) -> None:
     assert all("from sssn.v1" not in text for text in fresh.values())
 
 
-def build_wheel(directory: Path) -> Path:
-    """The project's wheel, built into `directory` as a release would be."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(directory),
-            str(ROOT),
-        ],
+def build_distributions(directory: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m build` of the project into `directory`, as a release is
+    built (the venv's setuptools, without fetching an isolated one)."""
+    return subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(directory), str(ROOT)],
         check=True,
         capture_output=True,
-        timeout=300,
+        text=True,
+        timeout=600,
+        # Elsewhere than the clone: a `build/` folder there would stand in for the package.
+        cwd=directory.parent,
+        # As a release is built: with byte-compiling, which the test runner may turn off
+        # (setuptools warns that it skips it).
+        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
     )
+
+
+def build_wheel(directory: Path) -> Path:
+    """The project's wheel, built into `directory` as a release would be."""
+    directory.mkdir(parents=True, exist_ok=True)
+    build_distributions(directory)
     (wheel,) = directory.glob("sssn_grpc-*.whl")
     return wheel
+
+
+def test_the_sdist_and_the_wheel_build_without_warnings(tmp_path: Path) -> None:
+    built = build_distributions(tmp_path / "dist")
+    names = sorted(path.name for path in (tmp_path / "dist").iterdir())
+    assert all(name.startswith("sssn_grpc-") for name in names), names
+    assert any(name.endswith(".tar.gz") for name in names), names
+    assert any(name.endswith(".whl") for name in names), names
+    output = built.stdout + built.stderr
+    assert "warning" not in output.lower(), output
 
 
 def test_the_wheel_ships_the_generated_modules(tmp_path: Path) -> None:
@@ -94,3 +107,13 @@ def test_the_client_installs_and_runs_without_the_server_dependencies(tmp_path: 
     assert server.returncode == 2
     assert server.stderr.strip().endswith("pip install 'sssn-grpc[server]'")
     assert "Traceback" not in server.stderr
+    # A store in-process needs the server too: one line says what to install.
+    embedded = subprocess.run(
+        [str(venv / "bin" / "sssn"), "--store", str(tmp_path / "store"), "channels"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert embedded.returncode == 2
+    assert "pip install 'sssn-grpc[server]'" in embedded.stderr
+    assert "Traceback" not in embedded.stderr and not (tmp_path / "store").exists()
