@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import json
 import re
+import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -91,6 +93,36 @@ def test_every_rpc_has_a_method_in_both_clients(rpc: str) -> None:
     if SERVICE.methods_by_name[rpc].server_streaming or rpc == "AppendEventStream":
         return
     assert inspect.iscoroutinefunction(async_method), f"AsyncSSSNClient.{name} is not async"
+
+
+# The Node.js client's method of each RPC whose method is not the RPC's name
+# in lowerCamelCase.
+NODE_METHOD = {
+    "PullSubscription": "follow",
+    "UploadArtifact": "writeArtifact",
+    "AckSubscription": "ack",
+}
+NODE_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "node" / "src" / "index.js"
+
+
+def test_every_rpc_has_a_method_in_the_node_client() -> None:
+    listing = subprocess.run(
+        [
+            "node",
+            "--input-type=module",
+            "-e",
+            f"import {{ SSSNClient }} from {json.dumps(NODE_CLIENT.as_uri())};"
+            " console.log(JSON.stringify(Object.getOwnPropertyNames(SSSNClient.prototype)));",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    methods = set(json.loads(listing.stdout))
+    for rpc in RPCS:
+        name = NODE_METHOD.get(rpc, rpc[0].lower() + rpc[1:])
+        assert name in methods, f"the Node.js SSSNClient has no {name}() for {rpc}"
 
 
 def test_every_rpc_has_a_command_or_a_reason_not_to() -> None:

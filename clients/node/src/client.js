@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 
 import { loadContract } from './contract.js';
-import { integrityError, invalidArgument, toSSSNError } from './errors.js';
+import { fromAppendError, integrityError, invalidArgument, toSSSNError } from './errors.js';
 import {
   fromStruct,
   fromTimestamp,
@@ -270,6 +270,56 @@ export class SSSNClient {
     const sent = events.map(toEvent);
     const response = await this.#unary('AppendEvents', { events: sent });
     return response.events.map((stored, index) => acknowledged(sent[index], stored, response.abridged));
+  }
+
+  /**
+   * Appends events independently over one bidirectional stream, sent in
+   * requests of `batchSize` events: yields, in order, each stored event or
+   * the SSSNError that refused that event alone (the others are stored).
+   * For a long-running producer; `events` may be any (async) iterable.
+   *
+   * @param {Iterable<Parameters<SSSNClient['appendEvent']>[0]> | AsyncIterable<Parameters<SSSNClient['appendEvent']>[0]>} events
+   * @param {{batchSize?: number}} [options]
+   * @returns {AsyncGenerator<Event | SSSNError>}
+   */
+  async *appendEventStream(events, { batchSize = 16 } = {}) {
+    const call = this.#stub.AppendEventStream(this.#callMetadata());
+    call.on('error', () => {}); // seen by the loop below
+    const sent = [];
+    const writing = (async () => {
+      let batch = [];
+      for await (const event of events) {
+        batch.push(toEvent(event));
+        if (batch.length === batchSize) {
+          sent.push(...batch);
+          call.write({ events: batch });
+          batch = [];
+        }
+      }
+      if (batch.length) {
+        sent.push(...batch);
+        call.write({ events: batch });
+      }
+      call.end();
+    })();
+    writing.catch(() => call.cancel());
+    let answered = 0;
+    try {
+      for await (const response of call) {
+        for (const result of response.results) {
+          const event = sent[answered];
+          answered += 1;
+          yield result.result === 'event'
+            ? acknowledged(event, result.event, response.abridged)
+            : fromAppendError(result.error);
+        }
+      }
+      await writing; // an iterable that failed ends the stream: its error comes last
+    } catch (error) {
+      throw toSSSNError(error);
+    } finally {
+      call.cancel();
+    }
   }
 
   /**

@@ -45,11 +45,18 @@ function googleRpc() {
 export function decodeStatus(error) {
   const [bytes] = error?.metadata?.get?.(STATUS_DETAILS_KEY) ?? [];
   if (!bytes) return null;
-  const { root, status } = googleRpc();
-  const decoded = status.decode(bytes);
-  const details = decoded.details.map((any) => {
-    const type = any.type_url.slice(any.type_url.lastIndexOf('/') + 1);
-    const messageType = any.type_url.startsWith(TYPE_URL_PREFIX) ? root.lookup(type) : null;
+  const decoded = googleRpc().status.decode(bytes);
+  return { code: decoded.code, message: decoded.message, details: unpack(decoded.details) };
+}
+
+// Each google.protobuf.Any of a status as {type, value}; `typeUrl` is how
+// @grpc/proto-loader spells the field, `type_url` how protobufjs does.
+function unpack(anys) {
+  const { root } = googleRpc();
+  return anys.map((any) => {
+    const url = any.type_url ?? any.typeUrl ?? '';
+    const type = url.slice(url.lastIndexOf('/') + 1);
+    const messageType = url.startsWith(TYPE_URL_PREFIX) ? root.lookup(type) : null;
     if (!(messageType instanceof protobuf.Type)) return { type, value: null };
     const value = messageType.toObject(messageType.decode(any.value), {
       defaults: true,
@@ -58,7 +65,37 @@ export function decodeStatus(error) {
     });
     return { type, value };
   });
-  return { code: decoded.code, message: decoded.message, details };
+}
+
+/**
+ * The SSSNError of one event an `AppendEventStream` refused (its
+ * `AppendError`, which has the fields of a google.rpc.Status).
+ *
+ * @param {{code: number, message: string, details: Array<{typeUrl: string, value: Uint8Array}>}} appendError
+ * @returns {SSSNError}
+ */
+export function fromAppendError(appendError) {
+  return fromDecoded(appendError.code, {
+    message: appendError.message,
+    details: unpack(appendError.details ?? []),
+  });
+}
+
+function fromDecoded(code, decoded, cause) {
+  const info = decoded?.details.find((detail) => detail.type === 'google.rpc.ErrorInfo')?.value;
+  const badRequest = decoded?.details.find((detail) => detail.type === 'google.rpc.BadRequest')?.value;
+  return new SSSNError({
+    code,
+    message: decoded?.message,
+    reason: info?.reason ?? '',
+    domain: info?.domain ?? '',
+    metadata: { ...(info?.metadata ?? {}) },
+    fieldViolations: (badRequest?.field_violations ?? []).map(({ field, description }) => ({
+      field,
+      description,
+    })),
+    cause,
+  });
 }
 
 /** A failed SSSN call: its gRPC status and the ErrorInfo / BadRequest details. */
@@ -108,20 +145,11 @@ export function toSSSNError(error) {
     return error;
   }
   const decoded = decodeStatus(error);
-  const info = decoded?.details.find((detail) => detail.type === 'google.rpc.ErrorInfo')?.value;
-  const badRequest = decoded?.details.find((detail) => detail.type === 'google.rpc.BadRequest')?.value;
-  return new SSSNError({
-    code: error.code,
-    message: decoded?.message ?? error.details ?? error.message,
-    reason: info?.reason ?? '',
-    domain: info?.domain ?? '',
-    metadata: { ...(info?.metadata ?? {}) },
-    fieldViolations: (badRequest?.field_violations ?? []).map(({ field, description }) => ({
-      field,
-      description,
-    })),
-    cause: error,
-  });
+  return fromDecoded(
+    error.code,
+    { message: decoded?.message ?? error.details ?? error.message, details: decoded?.details ?? [] },
+    error,
+  );
 }
 
 /**

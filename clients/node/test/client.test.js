@@ -172,6 +172,29 @@ describe('events', () => {
   });
 });
 
+describe('append streams', () => {
+  test('each event is stored or refused alone, in order', TIMEOUT, async () => {
+    const channel = unique('stream');
+    await client.createChannel({ name: channel });
+    async function* events() {
+      yield { channel, payload: 1, id: unique('s1') };
+      yield { channel: unique('missing'), payload: 2 };
+      yield { channel, payload: 3 };
+    }
+    const results = [];
+    for await (const result of client.appendEventStream(events(), { batchSize: 2 })) results.push(result);
+    assert.equal(results.length, 3);
+    assert.equal(results[0].payload, 1);
+    assert.ok(results[1] instanceof SSSNError);
+    assert.equal(results[1].reason, 'CHANNEL_NOT_FOUND');
+    assert.ok(results[2].cursor > results[0].cursor);
+    assert.deepEqual(
+      (await client.queryEvents(channel)).map((event) => event.payload),
+      [1, 3],
+    );
+  });
+});
+
 describe('subscriptions', () => {
   test('a following stream receives events appended after it opened', TIMEOUT, async () => {
     const channel = unique('live');
