@@ -13,6 +13,9 @@ import grpc
 from ._errors import invalid
 
 DEFAULT_TARGET = "localhost:7700"
+# The store `sssn` runs a command on in-process when no server is named
+# (the reference CLI's default store folder).
+DEFAULT_STORE = ".sssn"
 DEFAULT_TIMEOUT = 30.0
 """Seconds every call but a following subscription may take (its gRPC deadline)."""
 

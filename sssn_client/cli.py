@@ -6,23 +6,23 @@ import argparse
 import base64
 import binascii
 import json
+import math
 import os
 import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from . import __version__
-from ._config import DEFAULT_TARGET, DEFAULT_TIMEOUT
+from ._config import DEFAULT_STORE, DEFAULT_TIMEOUT
 from ._errors import (
     AlreadyExistsError,
     ArtifactIntegrityError,
-    ChannelNotFoundError,
     DeadlineExceededError,
     FailedPreconditionError,
     InvalidPayloadError,
@@ -31,7 +31,6 @@ from ._errors import (
     ResourceExhaustedError,
     SSSNClientError,
     SSSNError,
-    SubscriptionNotFoundError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -55,6 +54,7 @@ EXIT_CODES: tuple[tuple[type[SSSNError], int, str], ...] = (
 )
 EXIT_OTHER_ERROR = 1
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 8
 EXIT_INTERRUPTED = 130
 
 _EPILOG = "\n".join(
@@ -62,7 +62,8 @@ _EPILOG = "\n".join(
         "exit status:",
         "  0    success (also `tail` stopped with Ctrl-C)",
         f"  {EXIT_OTHER_ERROR}    any other error (INTERNAL, UNKNOWN, ...)",
-        f"  {EXIT_USAGE}    bad command line or argument (argparse usage error)",
+        f"  {EXIT_USAGE}    bad command line or argument (argparse usage error), or a"
+        " --store that another server holds",
         *(f"  {code:<4} {label}" for _, code, label in EXIT_CODES),
         f"  {EXIT_INTERRUPTED}  interrupted with Ctrl-C",
         "",
@@ -130,8 +131,31 @@ def _json_argument(raw: str, label: str) -> Any:
 
 
 def _emit(item: Channel | Event | Subscription | Artifact | Snapshot) -> None:
-    # Compact separators: the same bytes as the reference's `model_dump_json`.
-    print(json.dumps(item.to_dict(), ensure_ascii=False, separators=(",", ":")), flush=True)
+    # Compact separators, as the reference's `model_dump_json`; timestamps as
+    # RFC 3339 text, which every language reads (the Node.js CLI prints the same).
+    data = item.to_dict()
+    if isinstance(data.get("timestamp"), float | int):
+        data["timestamp"] = rfc3339(data["timestamp"])
+    print(json.dumps(data, ensure_ascii=False, separators=(",", ":")), flush=True)
+
+
+def rfc3339(seconds: float) -> str:
+    """`seconds` since the epoch as RFC 3339 in UTC, to the microsecond: no
+    fraction for whole seconds, else three digits or six."""
+    # Rounded half up in one float operation, as the Node.js CLI does too.
+    micros = math.floor(seconds * 1_000_000 + 0.5)
+    whole, fraction = divmod(micros, 1_000_000)
+    moment = _EPOCH + timedelta(seconds=whole)
+    text = (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
+    if fraction:
+        text += f".{fraction // 1000:03d}" if fraction % 1000 == 0 else f".{fraction:06d}"
+    return text + "Z"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _emit_all(items: Iterable[Channel | Event | Subscription | Artifact | Snapshot]) -> None:
@@ -290,23 +314,18 @@ def _get_snapshot(client: SSSNClient, args: argparse.Namespace) -> None:
 
 
 def _tail(client: SSSNClient, args: argparse.Namespace) -> None:
-    if not args.channel:
-        try:
-            client.get_subscription(args.name)
-        except SubscriptionNotFoundError:
-            pass
-        else:
-            with client.subscribe(args.name, limit=args.limit) as stream:
-                _emit_all(stream)
-            return
-    try:
-        client.get_channel(args.name)
-    except ChannelNotFoundError as exc:
-        if args.channel:
-            raise
-        raise ChannelNotFoundError(
-            f"no subscription or channel named {args.name}", resource=exc.resource
-        ) from None
+    # Never guessed from the name: following a subscription moves its cursor.
+    if (args.channel is None) == (args.subscription is None):
+        raise _UsageError(
+            "give a CHANNEL to follow, or --subscription ID"
+            if args.channel is None
+            else "give a CHANNEL or --subscription ID, not both"
+        )
+    if args.subscription is not None:
+        with client.subscribe(args.subscription, limit=args.limit) as stream:
+            _emit_all(stream)
+        return
+    client.get_channel(args.channel)
     _follow_channel(client, args)
 
 
@@ -314,23 +333,40 @@ def _follow_channel(client: SSSNClient, args: argparse.Namespace) -> None:
     """Reads a channel without a subscription: pages through it, then polls for more.
 
     Polling is the only way to follow a channel without moving anyone's cursor:
-    the server pushes new events only on subscription streams.
+    the server pushes new events only on subscription streams. A server that
+    restarts, or cancels the read while it stops, is waited for (said once on
+    stderr), and the reading resumes after the last event printed.
     """
     cursor = args.after_cursor
-    backoff = Backoff(SubscribeOptions(subscription_id=args.name))
+    backoff = Backoff(SubscribeOptions(subscription_id=args.channel))
+    away = False
     while True:
         try:
-            events = client.query_events(args.name, after_cursor=cursor, limit=1000, kind=args.kind)
-        except UnavailableError:
-            # The server restarts or is unreachable: keep following, like a subscription.
+            events = client.query_events(
+                args.channel, after_cursor=cursor, limit=1000, kind=args.kind
+            )
+        except SSSNClientError as exc:
+            if exc.grpc_status_code not in _SERVER_AWAY:
+                raise
+            if not away:
+                print(f"sssn: reconnecting to {client.target}: {exc.message}", file=sys.stderr)
+                away = True
             time.sleep(backoff.next_delay() or 0.0)
             continue
+        if away:
+            print(f"sssn: reconnected to {client.target}", file=sys.stderr)
+            away = False
         backoff.received()
         for event in events:
             _emit(event)
             cursor = event.cursor or cursor
         if len(events) < 1000:
             time.sleep(args.poll_interval)
+
+
+# A server that stops answers UNAVAILABLE, or CANCELLED for a call its
+# shutdown cut short: either way it (or its successor) will answer again.
+_SERVER_AWAY = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 _HANDLERS: dict[str, Callable[[SSSNClient, argparse.Namespace], None]] = {
@@ -364,8 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sssn",
         description=textwrap.fill(
-            "Talk to an SSSN gRPC server: channels, events, subscriptions, artifacts and "
-            "snapshots. Global options go before the command.",
+            "Talk to an SSSN gRPC server, or run on a store in-process (--store): channels, "
+            "events, subscriptions, artifacts and snapshots. Global options go before the "
+            "command.",
             79,
         ),
         epilog=_EPILOG,
@@ -374,9 +411,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sssn {__version__}")
     parser.add_argument(
         "--target",
-        default=os.environ.get("SSSN_TARGET", DEFAULT_TARGET),
         help="server address: host:port, http://host:port (plain text) or "
-        f"https://host:port (TLS) [SSSN_TARGET] (default: {DEFAULT_TARGET})",
+        "https://host:port (TLS) [SSSN_TARGET]",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="DIR",
+        help="run the command on this store in-process, with no server to start (needs the "
+        "server: pip install 'sssn-grpc[server]'); without --target or --store: "
+        f"SSSN_TARGET, else SSSN_STORE, else the store {DEFAULT_STORE} [SSSN_STORE]",
     )
     parser.add_argument(
         "--timeout",
@@ -540,18 +583,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = command(
         "tail",
-        "Follow a subscription or a channel live (JSON Lines) until Ctrl-C",
-        "Print events as they arrive, one JSON line each, until Ctrl-C. A subscription "
-        "is followed on a server stream that reconnects after restarts; it moves the "
-        "subscription's cursor, as pull-subscription does. A channel (when no "
-        "subscription has that name, or with --channel) is read from --after-cursor "
-        "and then polled, without moving any cursor.",
+        "Follow a channel or a subscription live (JSON Lines) until Ctrl-C",
+        "Print events as they arrive, one JSON line each, until Ctrl-C. A CHANNEL is read "
+        "from --after-cursor and then polled, without moving any cursor; it waits for a "
+        "server that restarts, saying so on stderr. A subscription (--subscription ID) is "
+        "followed on a server stream that reconnects after restarts; it moves the "
+        "subscription's cursor, as pull-subscription does.",
     )
-    tail.add_argument("name", metavar="CHANNEL_OR_SUBSCRIPTION")
+    tail.add_argument("channel", metavar="CHANNEL", nargs="?", help="the channel to follow")
     tail.add_argument(
-        "--channel",
-        action="store_true",
-        help="NAME is a channel, even if a subscription has the same name",
+        "--subscription", metavar="ID", help="follow this subscription instead of a channel"
     )
     tail.add_argument("--limit", type=int, help="subscription: most events per stream message")
     tail.add_argument(
@@ -587,9 +628,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    embedded = None
     try:
+        target, store = _where(args)
         credentials, metadata = _connection(args)
-        with _client(args, credentials, metadata) as client:
+        if store is not None:
+            if credentials is not None or metadata is not None:
+                raise _UsageError("--tls and --token are for a server (--target), not --store")
+            embedded = _embedded(store)
+            if embedded is None:
+                return EXIT_USAGE
+            target = embedded.start()
+        with _client(target, args.timeout, credentials, metadata) as client:
             _HANDLERS[args.command](client, args)
     except _UsageError as exc:
         # The command line parsed, so one line without the usage text, like other errors.
@@ -607,18 +657,95 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`sssn tail x | head`): stop quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except _EmbeddedRefused as exc:
+        print(f"sssn: error: {exc.reason}: {exc}", file=sys.stderr, flush=True)
+        return exc.status
+    finally:
+        if embedded is not None:
+            embedded.stop()
     return 0
 
 
+def _where(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(target, store): the server to talk to, or the store to run the
+    command on in-process (then the target comes from serving it)."""
+    if args.target is not None and args.store is not None:
+        raise _UsageError("give --target (a server) or --store (a store in-process), not both")
+    if args.target is not None:
+        return args.target, None
+    if args.store is not None:
+        return "", args.store
+    if os.environ.get("SSSN_TARGET"):
+        return os.environ["SSSN_TARGET"], None
+    return "", os.environ.get("SSSN_STORE") or DEFAULT_STORE
+
+
+class _EmbeddedRefused(Exception):
+    """The store of `--store` cannot be served here (in use, missing, not a store)."""
+
+    def __init__(self, message: str, reason: str, status: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
+class _Embedded:
+    """The store of `--store`, served in this process while the command runs."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+
+    def start(self) -> str:
+        from sssn_server.domain.ports import StoreLockedError, StoreUnreachableError
+
+        try:
+            target: str = self._server.start()
+        except StoreLockedError as exc:
+            raise _EmbeddedRefused(
+                f"{exc}; or talk to that server with --target HOST:PORT", "STORE_LOCKED", EXIT_USAGE
+            ) from None
+        except StoreUnreachableError as exc:
+            raise _EmbeddedRefused(str(exc), "STORE_UNAVAILABLE", EXIT_UNAVAILABLE) from None
+        except OSError as exc:  # the folder cannot be created or read
+            raise _EmbeddedRefused(f"--store: {exc}", "USAGE", EXIT_USAGE) from None
+        return target
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def _embedded(location: str) -> _Embedded | None:
+    """The in-process server of a store, or None (and the line to install the
+    server printed) where only the client is installed."""
+    from sssn_server.entry import INSTALL_HINT, SERVER_MODULES
+
+    try:
+        from sssn_server.__main__ import store_location
+        from sssn_server.embedded import EmbeddedServer
+    except ImportError as exc:
+        if exc.name not in SERVER_MODULES:
+            raise
+        print(
+            f"sssn: error: USAGE: --store runs the server in this process, and the server is"
+            f" not installed ({exc.name} is missing): {INSTALL_HINT}; or give --target",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        store = store_location(location)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    return _Embedded(EmbeddedServer(store))
+
+
 def _client(
-    args: argparse.Namespace,
+    target: str,
+    timeout: float,
     credentials: grpc.ChannelCredentials | None,
     metadata: dict[str, str] | None,
 ) -> SSSNClient:
     try:
-        return SSSNClient(
-            args.target, timeout=args.timeout, credentials=credentials, metadata=metadata
-        )
+        return SSSNClient(target, timeout=timeout, credentials=credentials, metadata=metadata)
     except InvalidPayloadError as exc:  # an unusable --target is a bad command line
         raise _UsageError(f"--{exc.message}") from None
 

@@ -170,7 +170,10 @@ class SSSNServer:
 
     @property
     def address(self) -> str:
-        """The `host:port` the server listens on (the real port once started)."""
+        """The `host:port` the server listens on (the real port once started),
+        or `unix:PATH` for a Unix socket."""
+        if self.config.unix_socket is not None:
+            return f"unix:{self.config.unix_socket}"
         return join_host_port(self.config.host, self.port)
 
     async def start(self) -> None:
@@ -199,7 +202,10 @@ class SSSNServer:
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             if self.config.reflection:
                 reflection.enable_server_reflection(SERVICE_NAMES, server)
-            self.port = _listen(server, self.config.host, self.config.port, credentials)
+            if self.config.unix_socket is not None:
+                server.add_insecure_port(self.address)
+            else:
+                self.port = _listen(server, self.config.host, self.config.port, credentials)
             await self.store.open()
         except BaseException:
             await server.stop(0)

@@ -28,6 +28,9 @@ class ServerConfig:
     """Interface to listen on; 0.0.0.0 (or ::) for every interface."""
     port: int = 7700
     """TCP port; 0 picks a free one (the chosen port is printed)."""
+    unix_socket: Path | None = None
+    """Listen on this Unix socket instead of `host:port` (the embedded store
+    of `sssn --store`, which no other process may reach)."""
     read_only: bool = False
     """Serve an existing store without writing to it."""
     durability: str = "full"

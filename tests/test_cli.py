@@ -11,13 +11,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sssn_client import SSSNClient
+from sssn_client.cli import rfc3339
 
 from . import client_fixtures
 from .client_fixtures import BIN, Process, ServerThread, run_cli, wait_until
@@ -148,7 +151,7 @@ def test_event_commands(server_thread: ServerThread) -> None:
         "id": "child-1",
         "cursor": child["cursor"],
         "channel": "events",
-        "timestamp": 1700000000.5,
+        "timestamp": "2023-11-14T22:13:20.500Z",  # RFC 3339, whatever was given
         "source": "cli",
         "kind": "derived",
         "payload": [1, 2],
@@ -364,6 +367,7 @@ def test_the_target_can_come_from_the_environment(server_thread: ServerThread) -
         (["get-snapshot", "ghost"], 3, "SNAPSHOT_NOT_FOUND"),
         (["append", "ghost", "{}"], 3, "CHANNEL_NOT_FOUND"),
         (["tail", "ghost"], 3, "CHANNEL_NOT_FOUND"),
+        (["tail", "--subscription", "ghost"], 3, "SUBSCRIPTION_NOT_FOUND"),
         (["delete-channel", "ghost"], 3, "CHANNEL_NOT_FOUND"),
         (["list-subscriptions", "--channel", "ghost"], 3, "CHANNEL_NOT_FOUND"),
         (["delete-subscription", "ghost"], 3, "SUBSCRIPTION_NOT_FOUND"),
@@ -479,7 +483,14 @@ def test_tail_follows_a_subscription_until_ctrl_c(
     client.create_subscription("events", subscription_id="w")
     backlog = client.append_event({"channel": "events", "payload": "before"})
     tail = processes(
-        sys.executable, "-m", "sssn_client.cli", "--target", server_thread.address, "tail", "w"
+        sys.executable,
+        "-m",
+        "sssn_client.cli",
+        "--target",
+        server_thread.address,
+        "tail",
+        "--subscription",
+        "w",
     )
     assert json.loads(tail.readline())["id"] == backlog.id
     wait_until(lambda: server_thread.parked_followers == 1)
@@ -503,7 +514,6 @@ def test_tail_follows_a_channel_without_moving_any_cursor(
         server_thread.address,
         "tail",
         "events",
-        "--channel",
         "--kind",
         "a",
         "--after-cursor",
@@ -515,4 +525,146 @@ def test_tail_follows_a_channel_without_moving_any_cursor(
     later = client.append_event({"channel": "events", "kind": "a"})
     assert json.loads(tail.readline())["id"] == later.id
     assert tail.stop(signal.SIGINT) == 0
+    # A subscription of the same name is never followed by accident.
     assert client.get_subscription("events").cursor == 0
+
+
+def test_tail_names_a_channel_or_a_subscription_never_both_or_neither(
+    server_thread: ServerThread,
+) -> None:
+    for args, message in (
+        (["tail"], "give a CHANNEL to follow, or --subscription ID"),
+        (["tail", "events", "--subscription", "w"], "not both"),
+    ):
+        result = run_cli(server_thread.address, *args)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+
+
+def test_a_channel_tail_waits_for_a_restarting_server_and_says_so(
+    processes: Callable[..., Process], server_thread: ServerThread, client: SSSNClient
+) -> None:
+    client.create_channel({"name": "events"})
+    first = client.append_event({"channel": "events", "payload": 1})
+    tail = processes(
+        str(BIN / "sssn"),
+        "--target",
+        server_thread.address,
+        "tail",
+        "events",
+        "--poll-interval",
+        "0.05",
+    )
+    assert json.loads(tail.readline())["id"] == first.id
+    server_thread.stop()
+    wait_until(lambda: "reconnecting to" in tail.stderr)
+    server_thread.start()
+    later = client.append_event({"channel": "events", "payload": 2})
+    # Resumed after the last event printed: nothing again, nothing missed.
+    assert json.loads(tail.readline())["id"] == later.id
+    wait_until(lambda: "reconnected to" in tail.stderr)
+    assert tail.stop(signal.SIGINT) == 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.0, "1970-01-01T00:00:00Z"),
+        (1700000000.5, "2023-11-14T22:13:20.500Z"),
+        (1700000002.123456789, "2023-11-14T22:13:22.123457Z"),
+        (1700000002.000001, "2023-11-14T22:13:22.000001Z"),
+        (-1.25, "1969-12-31T23:59:58.750Z"),
+        (1e9, "2001-09-09T01:46:40Z"),
+    ],
+)
+def test_timestamps_print_as_rfc3339_in_utc_to_the_microsecond(seconds: float, text: str) -> None:
+    assert rfc3339(seconds) == text
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert abs(parsed.timestamp() - seconds) < 1e-6
+
+
+# --store: the command on a store in-process, with no server to start
+
+
+def _sssn(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """`sssn` with no SSSN_* variable but those given."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("SSSN_")}
+    return subprocess.run(
+        [str(BIN / "sssn"), *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE * 2,
+        env={**clean, **env},
+        cwd=cwd,
+        check=False,
+    )
+
+
+def _line(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_store_runs_each_command_in_process_and_keeps_what_it_wrote(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    assert _line(_sssn("--store", str(store), "create-channel", "events"))["name"] == "events"
+    _line(_sssn("--store", str(store), "create-subscription", "events", "--id", "w"))
+    appended = _line(_sssn("--store", str(store), "append", "events", '{"n": 1}'))
+    assert appended["cursor"] == 1
+    # Another process, the same store: everything is there, cursors included.
+    pulled = _sssn("--store", str(store), "pull-subscription", "w")
+    assert [json.loads(line)["id"] for line in pulled.stdout.splitlines()] == [appended["id"]]
+    assert _line(_sssn("--store", str(store), "get-subscription", "w"))["cursor"] == 1
+    assert (store / "sssn.sqlite").is_file()
+    assert not list(Path(tempfile.gettempdir()).glob("sssn-embedded-*/sssn.sock"))
+
+
+def test_without_target_or_store_the_variables_then_the_sssn_folder_decide(
+    tmp_path: Path, server_thread: ServerThread, client: SSSNClient
+) -> None:
+    # Neither given: the store .sssn in the current folder.
+    _line(_sssn("create-channel", "local", cwd=tmp_path))
+    assert (tmp_path / ".sssn" / "sssn.sqlite").is_file()
+    # SSSN_STORE names another store...
+    other = tmp_path / "other"
+    _line(_sssn("create-channel", "elsewhere", cwd=tmp_path, SSSN_STORE=str(other)))
+    assert (other / "sssn.sqlite").is_file()
+    # ...and SSSN_TARGET, a server, goes before it.
+    _line(
+        _sssn(
+            "create-channel",
+            "served",
+            cwd=tmp_path,
+            SSSN_STORE=str(other),
+            SSSN_TARGET=server_thread.address,
+        )
+    )
+    assert client.get_channel("served").name == "served"
+    listed = _sssn("--store", str(other), "channels")
+    assert [json.loads(line)["name"] for line in listed.stdout.splitlines()] == ["elsewhere"]
+
+
+def test_store_held_by_a_running_server_is_refused_in_one_line(
+    server_thread: ServerThread,
+) -> None:
+    refused = _sssn("--store", str(server_thread.store), "channels")
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert refused.stderr.startswith("sssn: error: STORE_LOCKED: ")
+    assert "--target" in refused.stderr and len(refused.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "127.0.0.1:1", "--store", "x"], "not both"),
+        (["--store", "x", "--token", "t"], "not --store"),
+    ],
+)
+def test_store_with_a_server_option_is_a_usage_error(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = _sssn(*args, "channels", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("sssn: error: USAGE: ") and message in result.stderr
+    assert not (tmp_path / "x").exists()

@@ -21,9 +21,8 @@ from .helpers import DEADLINE
 NODE_CLI = REPO / "clients" / "node" / "bin" / "sssn.js"
 SIDES = ("py", "js")
 
-# Outside the table on purpose: `tail` runs until Ctrl-C and the two command
-# lines spell it differently for now (Python: NAME [--channel]; Node: CHANNEL
-# or --subscription ID), and `serve` exists only in Python.
+# Outside the table on purpose: `tail` runs until Ctrl-C (its options are
+# compared through --help below), and `serve` exists only in Python.
 COMMANDS = (
     "channels",
     "create-channel",

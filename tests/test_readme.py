@@ -30,6 +30,8 @@ _FENCE = re.compile(r"^```(?P<info>\S*)\s*$")
 # What the README shows for a server on its default port in a clone at this
 # path; the test's server listens on a free port with its store in tmp_path.
 SHOWN_ADDRESS = "127.0.0.1:7700"
+# The address the README's commands name (`export SSSN_TARGET=...`).
+README_TARGET = "localhost:7700"
 SHOWN_STORE = "/home/you/sssn-grpc/.sssn"
 
 # `make run` depends on the project's venv and generated modules. The suite
@@ -212,7 +214,8 @@ def test_the_first_session_runs_as_printed(session_env: dict[str, str]) -> None:
                 path.write_text(step.code + "\n", encoding="utf-8")
                 continue
             result = subprocess.run(
-                ["sh", "-e", "-c", step.code],
+                # The server listens on a free port, not the README's 7700.
+                ["sh", "-e", "-c", step.code.replace(f"={README_TARGET}", f"={address}")],
                 cwd=ROOT,
                 env=env,
                 capture_output=True,

@@ -113,8 +113,8 @@ test('resources print as the Python command line prints them', TIMEOUT, async ()
 
   const appended = await sssn('append', channel, '{"text": "hi"}', '--kind', 'greeting', '--timestamp', '1700000000');
   assert.equal(appended.code, 0, appended.stderr);
-  // Timestamps are seconds as a float, as Python prints them: never `1700000000`.
-  assert.match(appended.stdout, /"timestamp":1700000000\.0,"source":null,"kind":"greeting"/);
+  // Timestamps are RFC 3339 text in UTC, as the Python command line prints them.
+  assert.match(appended.stdout, /"timestamp":"2023-11-14T22:13:20Z","source":null,"kind":"greeting"/);
   const [event] = appended.output;
   assert.deepEqual(Object.keys(event), [
     'id',
@@ -188,6 +188,21 @@ test('--target and SSSN_TARGET name the server; --address and SSSN_ADDRESS still
   });
   assert.equal(both.code, 0, both.stderr);
   assert.equal(both.stderr, '');
+});
+
+test('--store and SSSN_STORE point to the Python command line, which runs a store in-process', TIMEOUT, async () => {
+  for (const [args, env] of [
+    [['--store', '/tmp/x', 'channels'], environment()],
+    [['channels'], environment({ SSSN_STORE: '/tmp/x' })],
+  ]) {
+    const refused = await run(args, { target: false, env });
+    assert.equal(refused.code, 2);
+    assert.equal(refused.stdout, '');
+    assert.match(refused.stderr, /^sssn: error: USAGE: --store runs the store in-process, .*--target HOST:PORT\n$/);
+  }
+  // SSSN_TARGET goes before SSSN_STORE, as in Python.
+  const served = await run(['channels'], { target: false, env: environment({ SSSN_STORE: '/tmp/x', SSSN_TARGET: address }) });
+  assert.equal(served.code, 0, served.stderr);
 });
 
 test('serve says that it needs the Python package', TIMEOUT, async () => {

@@ -118,6 +118,26 @@ function roundHalfEven(value) {
 
 // Output: the Python client's models as its `to_dict()` shapes them.
 
+/**
+ * A timestamp as RFC 3339 in UTC, to the microsecond, as the Python command
+ * line prints it: from the same float, rounded half up, then no fraction for
+ * whole seconds, else three digits or six.
+ */
+function rfc3339(nanos) {
+  const micros = BigInt(Math.floor(seconds(nanos).value * 1_000_000 + 0.5));
+  let whole = micros / 1_000_000n;
+  let fraction = micros % 1_000_000n;
+  if (fraction < 0n) {
+    fraction += 1_000_000n;
+    whole -= 1n;
+  }
+  let text = new Date(Number(whole) * 1000).toISOString().slice(0, 19);
+  if (fraction) {
+    text += fraction % 1000n === 0n ? `.${String(fraction / 1000n).padStart(3, '0')}` : `.${String(fraction).padStart(6, '0')}`;
+  }
+  return `${text}Z`;
+}
+
 function seconds(nanos) {
   if (nanos === null) return new Float(0);
   let whole = nanos / NANOS_PER_SECOND;
@@ -145,7 +165,7 @@ export function eventJSON(event) {
     id: event.id,
     cursor: event.cursor,
     channel: event.channel,
-    timestamp: seconds(event.timestampNanos),
+    timestamp: rfc3339(event.timestampNanos),
     source: orNull(event.source),
     kind: event.kind,
     payload: event.payload,
@@ -184,7 +204,7 @@ export function snapshotJSON(snapshot) {
   return {
     name: snapshot.name,
     channel: orNull(snapshot.channel),
-    timestamp: seconds(snapshot.timestampNanos),
+    timestamp: rfc3339(snapshot.timestampNanos),
     value: snapshot.value,
     schema: orNull(snapshot.schema),
     source_event_id: orNull(snapshot.sourceEventId),

@@ -106,6 +106,13 @@ function globalSpec() {
       },
       { flag: '--address', metavar: 'TARGET', help: 'deprecated alias of --target [SSSN_ADDRESS, deprecated]' },
       {
+        flag: '--store',
+        metavar: 'DIR',
+        help:
+          "the Python command line's store in-process; this one talks to servers only, " +
+          `so without --target: SSSN_TARGET, else ${DEFAULT_TARGET} [SSSN_STORE]`,
+      },
+      {
         flag: '--timeout',
         type: float,
         default: DEFAULT_TIMEOUT_MS / 1000,
@@ -170,6 +177,13 @@ function failUsage(message) {
 // The target and its deprecated spellings: --target, --address, $SSSN_TARGET, $SSSN_ADDRESS.
 function target(values) {
   if (values.address !== null) say('warning: --address is deprecated; use --target');
+  const explicit = values.target ?? values.address;
+  if (values.store !== null || (explicit === null && !process.env.SSSN_TARGET && process.env.SSSN_STORE)) {
+    throw new UsageError(
+      "--store runs the store in-process, which only the Python command line does " +
+        "(pip install 'sssn-grpc[server]'); give --target HOST:PORT",
+    );
+  }
   if (values.target !== null) return values.target;
   if (values.address !== null) return values.address;
   if (process.env.SSSN_TARGET !== undefined) return process.env.SSSN_TARGET;
