@@ -8,11 +8,15 @@ commits one-row transactions as fast as it can, for a fixed time, into:
   numbers without waiting but lets a lower number commit after a higher one
   (a reader of `cursor > N` can then miss it: the sequence-gap problem);
 - `counter`: what the store does, a counter row locked (`FOR UPDATE`) and
-  advanced inside each transaction, so numbers commit in order.
+  advanced inside each transaction, so numbers commit in order;
+- `notified`: the same, advancing the counter and sending the new head with
+  `NOTIFY` in one statement, as the store's writer does so that the other
+  servers on the database hear of the commit.
 
-The ratio is the price of gap-free visibility when every transaction is its
-own; the store pays it once per group of appends (`WriterTask`), not per
-event.
+The first ratio is the price of gap-free visibility when every transaction
+is its own; the store pays it once per group of appends (`WriterTask`), not
+per event. The second is what the commit notification adds to such a
+transaction.
 """
 
 from __future__ import annotations
@@ -47,6 +51,17 @@ async def _counter(connection: asyncpg.Connection) -> None:
         await connection.execute("UPDATE counter SET head = $1", head + 1)
 
 
+async def _notified(connection: asyncpg.Connection) -> None:
+    async with connection.transaction():
+        head = await connection.fetchval("SELECT head FROM counter FOR UPDATE")
+        await connection.execute("INSERT INTO counter_events VALUES ($1, 'x')", head + 1)
+        await connection.execute(
+            "WITH moved AS (UPDATE counter SET head = $1)"
+            " SELECT pg_notify('bench_commits', $1::bigint::text)",
+            head + 1,
+        )
+
+
 async def _rate(url: str, commit: object, seconds: float) -> float:
     connections = [await asyncpg.connect(url) for _ in range(WRITERS)]
     done = 0
@@ -75,10 +90,13 @@ async def measure(url: str, seconds: float) -> dict[str, float]:
         await setup.close()
     identity = await _rate(url, _identity, seconds)
     counter = await _rate(url, _counter, seconds)
+    notified = await _rate(url, _notified, seconds)
     return {
         "identity_per_s": identity,
         "counter_per_s": counter,
         "counter_cost": identity / counter,
+        "notified_per_s": notified,
+        "notify_cost": counter / notified,
         "writers": WRITERS,
     }
 

@@ -82,6 +82,8 @@ ROWS = [
     # PostgreSQL alone (bench/pg_cursors.py): one-row commits through a locked
     # counter row, as the store hands out cursors, over a plain identity column.
     ("cursor_allocation", "counter_cost", "x identity time", False),
+    # ... and what the commit's NOTIFY adds to each of those transactions.
+    ("cursor_allocation", "notify_cost", "x without NOTIFY", False),
 ]
 
 

@@ -158,6 +158,7 @@ async def test_the_cursor_allocation_workload_runs(postgres: Databases) -> None:
     assert record["workload"] == "cursor_allocation"
     assert record["identity_per_s"] > 0 and record["counter_per_s"] > 0
     assert record["counter_cost"] == record["identity_per_s"] / record["counter_per_s"]
+    assert record["notify_cost"] == record["counter_per_s"] / record["notified_per_s"]
 
 
 async def test_the_replicas_workload_runs_on_two_replicas_and_renders(
