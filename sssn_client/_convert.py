@@ -29,7 +29,7 @@ def encoding(field: str) -> Iterator[None]:
     """Reports input that protobuf cannot encode as INVALID_PAYLOAD, before any call."""
     try:
         yield
-    except (TypeError, ValueError, json_format.ParseError) as exc:
+    except (TypeError, ValueError, OverflowError, json_format.ParseError) as exc:
         raise invalid(field, str(exc)) from exc
 
 

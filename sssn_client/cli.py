@@ -696,7 +696,11 @@ class _Embedded:
         self._server = server
 
     def start(self) -> str:
-        from sssn_server.domain.ports import StoreLockedError, StoreUnreachableError
+        from sssn_server.domain.ports import (
+            StoreIncompatibleError,
+            StoreLockedError,
+            StoreUnreachableError,
+        )
 
         try:
             target: str = self._server.start()
@@ -706,6 +710,8 @@ class _Embedded:
             ) from None
         except StoreUnreachableError as exc:
             raise _EmbeddedRefused(str(exc), "STORE_UNAVAILABLE", EXIT_UNAVAILABLE) from None
+        except StoreIncompatibleError as exc:
+            raise _EmbeddedRefused(str(exc), "STORE_INCOMPATIBLE", EXIT_USAGE) from None
         except OSError as exc:  # the folder cannot be created or read
             raise _EmbeddedRefused(f"--store: {exc}", "USAGE", EXIT_USAGE) from None
         return target

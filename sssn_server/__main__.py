@@ -17,7 +17,12 @@ from .api._convert import encode_event, json_size, plain_json, with_content_from
 from .app import AddressInUseError, serve
 from .config import DURABILITY_LEVELS, MAX_EVENT_BYTES_CEILING, ServerConfig
 from .copying import Copied, copy_store
-from .domain.ports import Store, StoreLockedError, StoreUnreachableError
+from .domain.ports import (
+    Store,
+    StoreIncompatibleError,
+    StoreLockedError,
+    StoreUnreachableError,
+)
 from .importing import (
     ImportRefusedError,
     Rules,
@@ -422,6 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreUnreachableError as exc:  # the database is down, or refused us
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2
+    except StoreIncompatibleError as exc:  # a newer schema, or not one of our stores
+        print(f"sssn-server: {exc}", file=sys.stderr)
+        return 2
     except AddressInUseError as exc:  # checked before the store is opened
         print(f"sssn-server: {exc}", file=sys.stderr)
         return 2
@@ -467,6 +475,7 @@ def copy_main(argv: Sequence[str]) -> int:
         TargetNotEmptyError,
         StoreLockedError,
         StoreUnreachableError,
+        StoreIncompatibleError,
         FileNotFoundError,
     ) as exc:
         print(f"sssn-server copy-store: {exc}", file=sys.stderr)
@@ -566,6 +575,7 @@ def import_main(argv: Sequence[str]) -> int:
         TargetNotEmptyError,
         StoreLockedError,
         StoreUnreachableError,
+        StoreIncompatibleError,
     ) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

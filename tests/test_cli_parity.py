@@ -210,6 +210,7 @@ TABLE: tuple[Row, ...] = (
     w("append", "{s}-ghost", "{}"),
     w("append", "{s}-orders", "NaN"),
     w("append", "{s}-orders", "1", "--timestamp", "nan"),
+    w("append", "{s}-orders", "1", "--timestamp", "inf"),
     r("get-event", "{s}-e1"),
     r("get-event", "{e4}"),
     r("get-event", "{s}-ghost"),

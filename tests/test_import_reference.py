@@ -353,3 +353,22 @@ def test_a_folder_that_holds_no_reference_store_is_refused(
         "is the reference store itself; import it into a new store"
     )
     assert not (tmp_path / "new").exists()
+
+
+def test_serving_a_reference_store_as_it_is_is_refused_with_the_way_to_import_it(
+    reference: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    folder, _expected = reference
+    before = _files(folder)
+    served = subprocess.run(
+        [sys.executable, "-m", "sssn_server", "--store", str(folder), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert served.returncode == 2
+    assert "Traceback" not in served.stderr
+    (line,) = served.stderr.strip().splitlines()
+    assert "holds a reference sssn 0.1.1 store" in line
+    assert f"sssn-server import-reference --from {folder}" in line
+    assert _files(folder) == before  # nothing migrated, nothing written

@@ -216,3 +216,29 @@ async def test_leases_are_renewed_while_held_and_freed_when_the_stream_ends(
     assert rows[0][0] is None
     with contextlib.suppress(Exception):
         await here.flush_cursors()
+
+
+@pytest.mark.postgres_only
+async def test_a_stale_streams_cursor_move_is_refused_and_moves_nothing(
+    pair: tuple[ChannelService, ChannelService], store_location: str
+) -> None:
+    here, there = pair
+    stored = await _append(here, 1, 2, 3)
+    shared = here.store.shared_subscriptions()
+    assert shared is not None
+    old = await shared.claim("s")
+    new = await there.store.shared_subscriptions().claim("s")  # type: ignore[union-attr]
+    assert new.epoch == old.epoch + 1
+    # What the old stream's auto mode would store after its send: refused.
+    with pytest.raises(SubscriptionLeaseLostError):
+        await shared.advance("s", stored[2].cursor, epoch=old.epoch, seeks=old.seeks)
+    with pytest.raises(SubscriptionLeaseLostError):
+        await shared.delivered("s", old.epoch, stored[2].cursor)
+    rows = await query(store_location, "SELECT cursor, delivered FROM subscriptions")
+    assert [tuple(row) for row in rows] == [(0, 0)]
+    # The owner's move goes through; one begun before a seek does not undo it.
+    await shared.advance("s", stored[1].cursor, epoch=new.epoch, seeks=new.seeks)
+    sought = await shared.seek("s", stored[0].cursor)
+    await shared.advance("s", stored[2].cursor, epoch=new.epoch, seeks=new.seeks)
+    assert (await here.get_subscription("s")).cursor == stored[0].cursor
+    assert sought.seeks == new.seeks + 1

@@ -20,6 +20,12 @@ class StoreLockedError(RuntimeError):
         self.holder_pid = holder_pid
 
 
+class StoreIncompatibleError(RuntimeError):
+    """The store holds what this server does not read (a newer schema, or
+    another program's tables, such as a reference sssn 0.1.1 store); raised
+    by `Store.open` before anything is written."""
+
+
 class StoreUnreachableError(RuntimeError):
     """The database behind a store could not be reached, or refused the
     server, while `Store.open` connected; nothing was written."""

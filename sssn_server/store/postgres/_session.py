@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from ...domain.ports import StoreIncompatibleError
 from ._schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ async def migrate(connection: asyncpg.Connection) -> None:
         )
         version = await connection.fetchval("SELECT coalesce(max(version), 0) FROM sssn_schema")
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise StoreIncompatibleError(
                 f"store schema version {version} is newer than this server ({SCHEMA_VERSION})"
             )
         for number in range(version, SCHEMA_VERSION):
@@ -157,4 +158,6 @@ async def check_schema(connection: asyncpg.Connection, location: str) -> None:
     except asyncpg.UndefinedTableError:
         raise FileNotFoundError(f"no store at {location} to open read-only") from None
     if version != SCHEMA_VERSION:
-        raise RuntimeError(f"store schema version {version}; this server needs {SCHEMA_VERSION}")
+        raise StoreIncompatibleError(
+            f"store schema version {version}; this server needs {SCHEMA_VERSION}"
+        )

@@ -29,7 +29,7 @@ from ...domain.models import (
     Snapshot,
     Subscription,
 )
-from ...domain.ports import ArtifactUpload, ChannelDeletion, Store
+from ...domain.ports import ArtifactUpload, ChannelDeletion, Store, StoreIncompatibleError
 from .._rows import (
     ARTIFACT_COLUMNS,
     CHANNEL_COLUMNS,
@@ -183,6 +183,7 @@ class SQLiteStore(Store):
         self._closed = False
 
     async def _open(self) -> None:
+        _refuse_foreign(self.database_path, self.location)
         if self.read_only:
             if not self.database_path.is_file():
                 raise FileNotFoundError(f"no store at {self.root} to open read-only")
@@ -248,7 +249,7 @@ class SQLiteStore(Store):
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._synchronous}")
-            _migrate(db)
+            _migrate(db, self.location)
             reserve_wal(db, _companion(self.database_path, "-wal"))
         except BaseException:
             db.close()
@@ -258,7 +259,7 @@ class SQLiteStore(Store):
     async def _check_schema(self) -> None:
         version = await _scalar(self._reader(), "PRAGMA user_version")
         if version != SCHEMA_VERSION:
-            raise RuntimeError(
+            raise StoreIncompatibleError(
                 f"store schema version {version}; this server needs {SCHEMA_VERSION}"
             )
 
@@ -677,12 +678,48 @@ def _settle(futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None
             future.set_result(result)
 
 
-def _migrate(db: sqlite3.Connection) -> None:
+def _refuse_foreign(path: Path, location: str) -> None:
+    """Refuses, before anything in the folder is touched, a database file
+    that holds tables but no schema of ours: the reference's LocalStore uses
+    the same folder and file names (`.sssn/sssn.sqlite`).
+
+    Read as an immutable snapshot, which writes nothing; skipped while a
+    write-ahead log exists (a store of ours in use, or not cleanly closed),
+    whose pages the snapshot would not see: the migration checks again.
+    """
+    if not path.is_file() or _wal_files_exist(path):
+        return
+    db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        _check_not_foreign(db, location)
+    except sqlite3.DatabaseError as exc:  # not a database file at all
+        raise StoreIncompatibleError(f"{path} is not an SQLite database: {exc}") from None
+    finally:
+        db.close()
+
+
+def _check_not_foreign(db: sqlite3.Connection, location: str) -> None:
+    if int(db.execute("PRAGMA user_version").fetchone()[0]):
+        return
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return
+    reference = {"channels", "events", "subscriptions", "artifacts", "snapshots"} <= tables
+    what = "a reference sssn 0.1.1 store" if reference else "tables of another program"
+    raise StoreIncompatibleError(
+        f"{location} holds {what}, not a store of this server; nothing was changed."
+        f" Import it into a new store: sssn-server import-reference --from {location}"
+        " --to NEW_FOLDER"
+    )
+
+
+def _migrate(db: sqlite3.Connection, location: str) -> None:
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise StoreIncompatibleError(
             f"store schema version {version} is newer than this server ({SCHEMA_VERSION})"
         )
+    _check_not_foreign(db, location)
     for number in range(version, SCHEMA_VERSION):
         log.info("migrating store schema to version %s", number + 1)
         db.execute("BEGIN IMMEDIATE")
