@@ -22,6 +22,8 @@ COMMITS_CHANNEL = "sssn_commits"
 RECHECK_INTERVAL = 2.0
 # Events one read of the feed takes at a time.
 _PAGE = 1000
+# Seconds `stop` waits for a read in progress to end.
+_STOP_TIMEOUT = 3.0
 
 EventsListener = Callable[[Sequence[Event]], None]
 # (channel name, ids of its subscriptions), for a deletion the feed read.
@@ -77,8 +79,9 @@ class CommitFeed:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: a read cut short may wait for the server to acknowledge
+            # its cancel; closing the pool ends it anyway.
+            await asyncio.wait({self._task}, timeout=_STOP_TIMEOUT)
             self._task = None
 
     def notified(self, payload: str) -> None:

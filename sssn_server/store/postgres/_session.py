@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -86,15 +85,19 @@ class Session:
         self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="sssn-pg-watch")
 
     async def close(self) -> None:
+        # Each wait is bounded: a check cut short leaves asyncpg waiting for
+        # the server to acknowledge a cancel, which a busy or gone server
+        # may never do, and a server must still stop.
         if self._watcher is not None:
             self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await asyncio.wait({self._watcher}, timeout=_CHECK_TIMEOUT)
             self._watcher = None
         if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close(timeout=_CHECK_TIMEOUT)
-            self._connection = None
+            connection, self._connection = self._connection, None
+            try:
+                await asyncio.wait_for(connection.close(timeout=_CHECK_TIMEOUT), _CHECK_TIMEOUT)
+            except Exception:
+                connection.terminate()
 
     async def _watch(self) -> None:
         while True:
