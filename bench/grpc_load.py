@@ -199,6 +199,19 @@ async def query_paging(bench: Bench) -> dict[str, Any]:
     return {"per_s": read / (time.perf_counter() - started)}
 
 
+async def follow_latencies(call: Any, origin: float, total: int, latencies: list[float]) -> None:
+    """Reads a following stream until `total` events came, adding each one's
+    append→delivery latency (its payload's `sent`, seconds after `origin`)."""
+    seen = 0
+    async for message in call:
+        now = time.perf_counter() - origin
+        for event in message.events:
+            latencies.append(now - event.payload.struct_value["sent"])
+        seen += len(message.events)
+        if seen >= total:
+            return
+
+
 async def live_latency(bench: Bench) -> dict[str, Any]:
     """10 following streams, a producer at a steady 1,000 events/s."""
     channel = await bench.new_channel()
@@ -215,17 +228,9 @@ async def live_latency(bench: Bench) -> dict[str, Any]:
     origin = time.perf_counter()
     latencies: list[float] = []
 
-    async def follow(call: Any) -> None:
-        seen = 0
-        async for message in call:
-            now = time.perf_counter() - origin
-            for event in message.events:
-                latencies.append(now - event.payload.struct_value["sent"])
-            seen += len(message.events)
-            if seen >= total:
-                return
-
-    readers = [asyncio.create_task(follow(call)) for call in calls]
+    readers = [
+        asyncio.create_task(follow_latencies(call, origin, total, latencies)) for call in calls
+    ]
     await asyncio.sleep(0.5)  # let every stream open before the clock starts
     producer_start = time.perf_counter()
     for index in range(total):

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format, struct_pb2
-from grpc_load import percentile
+from grpc_load import follow_latencies, percentile
 
 from sssn_proto.v1 import channel_pb2, event_pb2
 from sssn_proto.v1 import store_service_pb2 as pb
@@ -48,16 +48,6 @@ async def measure(targets: list[str], pids: list[int], scale: float) -> dict[str
             )
         )
 
-    async def follow(call: Any) -> None:
-        seen = 0
-        async for message in call:
-            now = time.perf_counter() - origin
-            for event in message.events:
-                latencies.append(now - event.payload.struct_value["sent"])
-            seen += len(message.events)
-            if seen >= total:
-                return
-
     async def append(stub: Any, count: int) -> None:
         for _ in range(count):
             value = json_format.ParseDict(
@@ -67,7 +57,9 @@ async def measure(targets: list[str], pids: list[int], scale: float) -> dict[str
                 pb.AppendEventRequest(event=event_pb2.Event(channel="load", payload=value))
             )
 
-    readers = [asyncio.create_task(follow(call)) for call in calls]
+    readers = [
+        asyncio.create_task(follow_latencies(call, origin, total, latencies)) for call in calls
+    ]
     await asyncio.sleep(0.5)  # every stream open before the clock starts
     cpu_before = [cpu_seconds(pid) for pid in pids]
     started = time.perf_counter()

@@ -638,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             embedded = _embedded(store)
             if embedded is None:
                 return EXIT_USAGE
-            target = embedded.start()
+            target = embedded.target
         with _client(target, args.timeout, credentials, metadata) as client:
             _HANDLERS[args.command](client, args)
     except _UsageError as exc:
@@ -689,44 +689,19 @@ class _EmbeddedRefused(Exception):
         self.status = status
 
 
-class _Embedded:
-    """The store of `--store`, served in this process while the command runs."""
-
-    def __init__(self, server: Any) -> None:
-        self._server = server
-
-    def start(self) -> str:
-        from sssn_server.domain.ports import (
-            StoreIncompatibleError,
-            StoreLockedError,
-            StoreUnreachableError,
-        )
-
-        try:
-            target: str = self._server.start()
-        except StoreLockedError as exc:
-            raise _EmbeddedRefused(
-                f"{exc}; or talk to that server with --target HOST:PORT", "STORE_LOCKED", EXIT_USAGE
-            ) from None
-        except StoreUnreachableError as exc:
-            raise _EmbeddedRefused(str(exc), "STORE_UNAVAILABLE", EXIT_UNAVAILABLE) from None
-        except StoreIncompatibleError as exc:
-            raise _EmbeddedRefused(str(exc), "STORE_INCOMPATIBLE", EXIT_USAGE) from None
-        except OSError as exc:  # the folder cannot be created or read
-            raise _EmbeddedRefused(f"--store: {exc}", "USAGE", EXIT_USAGE) from None
-        return target
-
-    def stop(self) -> None:
-        self._server.stop()
-
-
-def _embedded(location: str) -> _Embedded | None:
-    """The in-process server of a store, or None (and the line to install the
+def _embedded(location: str) -> Any | None:
+    """The store of `--store`, served in this process while the command runs
+    (an `EmbeddedServer`, started), or None (and the line to install the
     server printed) where only the client is installed."""
     from sssn_server.entry import INSTALL_HINT, SERVER_MODULES
 
     try:
         from sssn_server.__main__ import store_location
+        from sssn_server.domain.ports import (
+            StoreIncompatibleError,
+            StoreLockedError,
+            StoreUnreachableError,
+        )
         from sssn_server.embedded import EmbeddedServer
     except ImportError as exc:
         if exc.name not in SERVER_MODULES:
@@ -738,10 +713,22 @@ def _embedded(location: str) -> _Embedded | None:
         )
         return None
     try:
-        store = store_location(location)
+        server = EmbeddedServer(store_location(location))
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
-    return _Embedded(EmbeddedServer(store))
+    try:
+        server.start()
+    except StoreLockedError as exc:
+        raise _EmbeddedRefused(
+            f"{exc}; or talk to that server with --target HOST:PORT", "STORE_LOCKED", EXIT_USAGE
+        ) from None
+    except StoreUnreachableError as exc:
+        raise _EmbeddedRefused(str(exc), "STORE_UNAVAILABLE", EXIT_UNAVAILABLE) from None
+    except StoreIncompatibleError as exc:
+        raise _EmbeddedRefused(str(exc), "STORE_INCOMPATIBLE", EXIT_USAGE) from None
+    except OSError as exc:  # the folder cannot be created or read
+        raise _EmbeddedRefused(f"--store: {exc}", "USAGE", EXIT_USAGE) from None
+    return server
 
 
 def _client(

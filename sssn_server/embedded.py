@@ -34,6 +34,8 @@ class EmbeddedServer:
             target=self._loop.run_forever, name="sssn-embedded", daemon=True
         )
         self._server: SSSNServer | None = None
+        self.target = ""
+        """What to dial once started: `unix:PATH`."""
 
     def start(self) -> str:
         """Opens the store and returns the target to dial (`unix:PATH`);
@@ -54,7 +56,8 @@ class EmbeddedServer:
             self.stop()
             raise
         self._server = server
-        return server.address
+        self.target = server.address
+        return self.target
 
     def stop(self) -> None:
         """Stops serving (cursors of streams ended are stored first) and

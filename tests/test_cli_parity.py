@@ -17,32 +17,14 @@ import pytest
 
 from .client_fixtures import BIN, REPO, ServerThread
 from .helpers import DEADLINE
+from .test_cli import COMMANDS as PYTHON_COMMANDS
 
 NODE_CLI = REPO / "clients" / "node" / "bin" / "sssn.js"
 SIDES = ("py", "js")
 
-# Outside the table on purpose: `tail` runs until Ctrl-C (its options are
-# compared through --help below), and `serve` exists only in Python.
-COMMANDS = (
-    "channels",
-    "create-channel",
-    "get-channel",
-    "delete-channel",
-    "append",
-    "query-events",
-    "get-event",
-    "create-subscription",
-    "get-subscription",
-    "list-subscriptions",
-    "delete-subscription",
-    "seek-subscription",
-    "pull-subscription",
-    "write-artifact",
-    "get-artifact",
-    "read-artifact",
-    "put-snapshot",
-    "get-snapshot",
-)
+# Every command but `tail`, which runs until Ctrl-C (its options are compared
+# through --help below); `serve` exists only in Python.
+COMMANDS = tuple(command for command in PYTHON_COMMANDS if command != "tail")
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,8 @@ class Store(abc.ABC):
         """Opens connections and brings the schema up to date.
 
         Raises:
-            StoreLockedError: a writable store is already open in another
-                process (there is one writer per store).
+            StoreLockedError: a writable store that allows one writer (a
+                SQLite folder) is already open in another process.
             StoreUnreachableError: the store's database did not answer or
                 refused the connection.
         """

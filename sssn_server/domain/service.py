@@ -641,11 +641,12 @@ class ChannelService:
             raise StoreReadOnlyError()
         if self._closing:
             raise ShuttingDownError()
-        subscription = await self.store.get_subscription(subscription_id)
         manual = ack_mode == MANUAL
         handle: StreamHandle | None = None
         if follow or manual:
-            handle, subscription = await self._claim(subscription, ack_mode)
+            handle, subscription = await self._claim(subscription_id, ack_mode)
+        else:
+            subscription = await self.store.get_subscription(subscription_id)
         wanted = min(limit or subscription.batch_size, self.limits.max_query_limit)
         self._open_streams += 1
         self._no_open_streams.clear()
@@ -676,17 +677,18 @@ class ChannelService:
                     self._in_background(self._shared.release(subscription_id, handle.epoch))
 
     async def _claim(
-        self, subscription: Subscription, ack_mode: str
+        self, subscription_id: str, ack_mode: str
     ) -> tuple[StreamHandle, Subscription]:
         """Makes a new stream the owner of its subscription, ending the one
-        before it; returns its handle and the subscription as of the claim."""
-        subscription_id = subscription.id
+        before it; returns its handle and the subscription as of the claim
+        (read by the claim itself on a shared store)."""
         seeks: int | None = None
         if self._shared is not None:
             lease = await self._shared.claim(subscription_id)
             subscription, epoch, seeks = lease.subscription, lease.epoch, lease.seeks
             self._renew_leases_soon()
         else:
+            subscription = await self.store.get_subscription(subscription_id)
             self._last_epoch = epoch = max(self._last_epoch + 1, time.time_ns() // 1000)
         previous = self._owners.get(subscription_id)
         if previous is not None:

@@ -288,7 +288,7 @@ class PostgresStore(Store):
             except (TimeoutError, OSError, asyncpg.PostgresError):
                 self._pool.terminate()
             self._pool = None
-        # Last: the writer lock goes with this connection.
+        # Last: it carries the LISTENs the feed and the leases hear through.
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -341,8 +341,8 @@ class PostgresStore(Store):
         if self._closed or self._writer is None or self._session is None:
             raise StoreClosedError()
         if not self._session.available:
-            # Cut off from the database, or its writer lock lost to another
-            # server: refused at once rather than after a connect timeout.
+            # Cut off from the database: refused at once rather than after a
+            # connect timeout.
             raise StoreUnavailableError()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._writer.submit(work, future, savepoint=not one_statement)
