@@ -103,3 +103,30 @@ async def test_a_second_stream_takes_the_subscription_over(service: ChannelServi
     with pytest.raises(SubscriptionTakenOverError):
         await _next(old)
     await new.aclose()
+
+
+async def test_a_stream_catching_up_reads_small_chunks_while_another_stream_is_open(
+    service: ChannelService,
+) -> None:
+    await _append(service, "events", *range(30))
+    await _append(service, "other", "live")
+    await _subscribe(service, "behind")
+    await service.create_subscription(
+        "other", subscription_id="live", consumer=None, batch_size=None, kind=None, metadata={}
+    )
+    # A second service over the store: nothing in its memory of recent
+    # commits, so every batch below is read from the store.
+    fresh = ChannelService(service.store, Limits(heartbeat_interval=60, catch_up_chunk=4))
+    live = fresh.pull("live", limit=100, follow=True)
+    assert [event.payload for event in (await _next(live)).events] == ["live"]
+    # Open but busy (suspended where it hands its batch over), not parked: it
+    # still counts, since it may be between two live events.
+    assert fresh.parked_followers == 0
+    behind = fresh.pull("behind", limit=100, follow=True)
+    chunks = [[event.payload for event in (await _next(behind)).events] for _ in range(3)]
+    assert chunks == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    await live.aclose()
+    # Alone, a batch is as large as the stream's limit.
+    rest = await _next(behind)
+    assert [event.payload for event in rest.events] == list(range(12, 30))
+    await behind.aclose()

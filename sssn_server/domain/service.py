@@ -109,8 +109,8 @@ class Limits:
     """Events a pull that ends (no `follow`) reads and sends at a time."""
     catch_up_chunk: int = 100
     """Most events a following stream reads from the store (rather than the
-    recent commits in memory) for one message while other followers wait for
-    live events; alone, it reads as many as its limit."""
+    recent commits in memory) for one message while other streams are open;
+    alone, it reads as many as its limit."""
     default_page_size: int = 100
     """ListChannels page size when the caller gives none."""
     max_page_size: int = 1_000
@@ -830,17 +830,20 @@ class ChannelService:
             wakeup = self._notifier.watch(subscription.channel)
             size = per_batch if remaining is None else min(per_batch, remaining)
             # A following stream behind the recent commits catches up in
-            # small chunks while other followers wait for live events, a
-            # turn of the event loop each, so that its backlog does not
-            # hold theirs up; alone, in chunks of its limit.
+            # small chunks while other streams are open, a turn of the event
+            # loop each, so that its backlog does not hold up their live
+            # events; alone, in chunks of its limit. Whether others are open,
+            # not whether they are parked right now: a live follower is busy
+            # between two events as often as not, and one long read begun
+            # then delays its next delivery by all of that read.
             catch_up = (
                 min(size, self.limits.catch_up_chunk)
-                if remaining is None and self._notifier.waiting
+                if remaining is None and self._open_streams > 1
                 else size
             )
             if manual:
                 assert handle is not None
-                events = await self._next_manual_batch(handle, size, window)
+                events = await self._next_manual_batch(handle, catch_up, window)
                 if events:
                     with handle.sending_to_reader():
                         yield Delivery(events, await self._head_after(events), handle.epoch)
