@@ -493,7 +493,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--scale", type=float, default=1.0, help="multiplies the large size (5: 5M events)"
     )
     parser.add_argument("--rounds", type=int, default=5, help="rounds of point calls per store")
-    parser.add_argument("--live-events", type=int, default=1000, help="live events per stream")
+    parser.add_argument(
+        "--live-events", type=int, default=3000, help="live events of the idle stream"
+    )
     parser.add_argument("--live-rate", type=float, default=500.0, help="live events per second")
     parser.add_argument(
         "--live-minimum", type=int, default=20, help="live events sent even after a drain ends"
