@@ -142,7 +142,11 @@ def _url_target(
     except ValueError:
         raise invalid("target", f"{url!r} has an invalid port; {_USAGE}") from None
     if parts.username is not None or parts.password is not None:
-        raise invalid("target", "must not hold credentials; send a token with metadata=")
+        raise invalid(
+            "target",
+            "must not hold credentials; send the token as call metadata (--token on the"
+            " command line)",
+        )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         # A gRPC server answers at the root: a path prefix of an HTTP proxy has no meaning.
         raise invalid("target", f"{url!r} has a path; gRPC takes only scheme://host:port")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -72,6 +72,15 @@ _EPILOG = "\n".join(
         "server's ErrorInfo reason, a gRPC status name, or USAGE for a bad argument).",
     ]
 )
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, `sssn: error: USAGE: ...`,
+    like every other error of the command line (and the Node one's); the
+    usage text is what `--help` is for."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"sssn: error: USAGE: {message}\n")
 
 
 class _UsageError(Exception):
@@ -397,7 +406,7 @@ _HANDLERS: dict[str, Callable[[SSSNClient, argparse.Namespace], None]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The `sssn` argument parser (commands and flags named as in the reference CLI)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sssn",
         description=textwrap.fill(
             "Talk to an SSSN gRPC server, or run on a store in-process (--store): channels, "

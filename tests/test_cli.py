@@ -450,7 +450,9 @@ def test_bad_command_lines_exit_2(args: list[str]) -> None:
     result = run_cli("127.0.0.1:1", *args)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert "sssn" in result.stderr
+    # One line, like every other error: what argparse says, with no usage text.
+    assert result.stderr.startswith("sssn: error: USAGE: ")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 # serve and tail

@@ -74,24 +74,10 @@ def run_both(
     return results[0], results[1]
 
 
-_ARGPARSE_ERROR = re.compile(r"^sssn(?: [a-z-]+)?: error: (.*)$")
-
-
-def one_line(stderr: str) -> str:
-    """Python's argparse errors (usage text, then `sssn CMD: error: MESSAGE`) in the
-    documented one-line form `sssn: error: USAGE: MESSAGE` that both print otherwise."""
-    lines = stderr.splitlines()
-    if len(lines) > 1 and lines[0].startswith("usage: "):
-        match = _ARGPARSE_ERROR.match(lines[-1])
-        assert match is not None, stderr
-        return f"sssn: error: USAGE: {match.group(1)}\n"
-    return stderr
-
-
 def assert_alike(python: Result, node: Result, what: str) -> None:
     assert node.code == python.code, f"{what}: exit {node.code} != {python.code}\n{python}\n{node}"
     assert node.stdout == python.stdout, what
-    assert node.stderr == one_line(python.stderr), what
+    assert node.stderr == python.stderr, what
     if python.code != 0:
         assert node.stdout == "" and len(node.stderr.splitlines()) == 1, what
 
@@ -393,7 +379,7 @@ def test_the_table_runs_alike_through_both_command_lines(
             assert _mask(node.stdout, "js", row.volatile) == _mask(
                 python.stdout, "py", row.volatile
             ), what
-            assert _mask(node.stderr, "js", ()) == _mask(one_line(python.stderr), "py", ()), what
+            assert _mask(node.stderr, "js", ()) == _mask(python.stderr, "py", ()), what
             for side, result in (("py", python), ("js", node)):
                 for name, key in row.capture.items():
                     known[side][name] = str(json.loads(result.stdout)[key])

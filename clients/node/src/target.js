@@ -54,7 +54,7 @@ function urlTarget(url, scheme, credentials) {
   if (portText && (!/^\d+$/.test(portText) || Number(portText) > 65535)) {
     throw invalidArgument('target', `${repr(url)} has an invalid port; ${USAGE}`);
   }
-  if (at >= 0) throw invalidArgument('target', 'must not hold credentials; send a token with metadata=');
+  if (at >= 0) throw invalidArgument('target', 'must not hold credentials; send the token as call metadata (--token on the command line)');
   const [, path, query, fragment] = /^([^?#]*)(?:\?([^#]*))?(?:#(.*))?$/s.exec(rest.slice(3 + authority.length));
   if ((path !== '' && path !== '/') || query || fragment) {
     // A gRPC server answers at the root: a path prefix of an HTTP proxy has no meaning.
