@@ -504,24 +504,27 @@ def test_tail_follows_a_subscription_until_ctrl_c(
     assert tail.stderr == ""
 
 
+def _tail(processes: Callable[..., Process], address: str, *args: str) -> Process:
+    """`sssn tail ARGS` against a server, polling quickly so tests need not wait."""
+    return processes(
+        str(BIN / "sssn"), "--target", address, "tail", *args, "--poll-interval", "0.05"
+    )
+
+
 def test_tail_follows_a_channel_without_moving_any_cursor(
     processes: Callable[..., Process], server_thread: ServerThread, client: SSSNClient
 ) -> None:
     client.create_channel({"name": "events"})
     client.create_subscription("events", subscription_id="events")  # same name as the channel
     first = client.append_events([{"channel": "events", "kind": k} for k in ("a", "b", "a")])
-    tail = processes(
-        str(BIN / "sssn"),
-        "--target",
+    tail = _tail(
+        processes,
         server_thread.address,
-        "tail",
         "events",
         "--kind",
         "a",
         "--after-cursor",
         str(first[0].cursor),
-        "--poll-interval",
-        "0.05",
     )
     assert json.loads(tail.readline())["id"] == first[2].id
     later = client.append_event({"channel": "events", "kind": "a"})
@@ -548,15 +551,7 @@ def test_a_channel_tail_waits_for_a_restarting_server_and_says_so(
 ) -> None:
     client.create_channel({"name": "events"})
     first = client.append_event({"channel": "events", "payload": 1})
-    tail = processes(
-        str(BIN / "sssn"),
-        "--target",
-        server_thread.address,
-        "tail",
-        "events",
-        "--poll-interval",
-        "0.05",
-    )
+    tail = _tail(processes, server_thread.address, "events")
     assert json.loads(tail.readline())["id"] == first.id
     server_thread.stop()
     wait_until(lambda: "reconnecting to" in tail.stderr)

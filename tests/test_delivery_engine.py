@@ -13,7 +13,7 @@ import pytest
 from sssn_server.domain.errors import SubscriptionTakenOverError
 from sssn_server.domain.models import Channel, Event
 from sssn_server.domain.service import ChannelService, Delivery, Limits
-from sssn_server.domain.streams import MANUAL
+from sssn_server.domain.streams import AUTO, MANUAL
 
 from .backends import open_store
 
@@ -105,8 +105,9 @@ async def test_a_second_stream_takes_the_subscription_over(service: ChannelServi
     await new.aclose()
 
 
+@pytest.mark.parametrize("ack_mode", [AUTO, MANUAL])
 async def test_a_stream_catching_up_reads_small_chunks_while_another_stream_is_open(
-    service: ChannelService,
+    service: ChannelService, ack_mode: str
 ) -> None:
     await _append(service, "events", *range(30))
     await _append(service, "other", "live")
@@ -122,7 +123,7 @@ async def test_a_stream_catching_up_reads_small_chunks_while_another_stream_is_o
     # Open but busy (suspended where it hands its batch over), not parked: it
     # still counts, since it may be between two live events.
     assert fresh.parked_followers == 0
-    behind = fresh.pull("behind", limit=100, follow=True)
+    behind = fresh.pull("behind", limit=100, follow=True, ack_mode=ack_mode)
     chunks = [[event.payload for event in (await _next(behind)).events] for _ in range(3)]
     assert chunks == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     await live.aclose()
