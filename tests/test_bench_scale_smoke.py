@@ -26,6 +26,8 @@ TINY = [
     "5",
     "--drain-repeats",
     "1",
+    "--starts",
+    "2",
 ]
 
 
@@ -67,6 +69,12 @@ def test_every_row_is_measured_and_the_report_renders(scale: Any, tmp_path: Path
     # The whole backlog is asked for; the server may cap what one pull sends.
     pulled = results["details"]["large"]["bulk_pull"]
     assert 0 < pulled["pull_events"] <= pulled["pull_limit"]
+    # Start-up is the median of the timed starts, which alternate between the stores.
+    for store in ("small", "large"):
+        starts = results["details"][store]["startups_ms"]
+        assert len(starts) == 2 and all(took > 0 for took in starts)
+        assert by_key["startup_ms"][store] == pytest.approx(sum(starts) / 2, abs=0.1)
+    assert "the median of 2 starts of each store" in done.stdout
     lag = results["details"]["large"]["lag"]
     assert lag["main_events"] == 1800  # nine in ten events are on the main channel
     table = scale.table(results)
