@@ -354,9 +354,10 @@ async def catch_up_rate(target: Target, count: int, repeats: int) -> dict[str, f
     return {"drain_per_s": statistics.median(rates), "drain_events": count}
 
 
-async def bulk_pull(target: Target) -> dict[str, float]:
-    """One non-following pull asking for the whole main channel: time to its
-    first message, and the server's RSS before, at its peak during, and after."""
+async def bulk_pull(target: Target, repeats: int) -> dict[str, Any]:
+    """One non-following pull asking for the whole main channel: the server's
+    RSS before, at its peak during, and after; its time to the first message
+    is the median of `repeats` such pulls (the others stop at that message)."""
     created = await target.stub.CreateSubscription(
         pb.CreateSubscriptionRequest(channel=MAIN, subscription_id="scale-bulk")
     )
@@ -391,8 +392,12 @@ async def bulk_pull(target: Target) -> dict[str, float]:
     # Time for the server to let go of what the pull held.
     await asyncio.sleep(1.0)
     after = _rss_kib(target.pid)
+    firsts = [first if first is not None else total]
+    for number in range(1, repeats):
+        firsts.append(await _first_message(target, limit, f"scale-bulk-{number}"))
     return {
-        "pull_first_ms": 1000 * (first if first is not None else total),
+        "pull_first_ms": 1000 * statistics.median(firsts),
+        "pull_firsts_ms": [round(1000 * took, 2) for took in firsts],
         "pull_total_s": total,
         "pull_events": received,
         "pull_limit": limit,
@@ -400,6 +405,26 @@ async def bulk_pull(target: Target) -> dict[str, float]:
         "pull_rss_peak_mib": max(peak, after) / 1024,
         "pull_rss_after_mib": after / 1024,
     }
+
+
+async def _first_message(target: Target, limit: int, subscription_id: str) -> float:
+    """Seconds to the first message of a non-following pull of `limit` from
+    the start of main, on a subscription of its own."""
+    created = await target.stub.CreateSubscription(
+        pb.CreateSubscriptionRequest(channel=MAIN, subscription_id=subscription_id)
+    )
+    began = time.perf_counter()
+    call = target.stub.PullSubscription(
+        pb.PullSubscriptionRequest(
+            subscription_id=created.subscription.id, limit=limit, follow=False
+        ),
+        timeout=PULL_TIMEOUT,
+    )
+    async for _ in call:
+        break
+    took = time.perf_counter() - began
+    call.cancel()
+    return took
 
 
 async def drain(address: str, subscription: str, until_cursor: int) -> None:

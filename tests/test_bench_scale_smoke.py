@@ -28,6 +28,8 @@ TINY = [
     "1",
     "--starts",
     "2",
+    "--pull-repeats",
+    "3",
 ]
 
 
@@ -69,6 +71,10 @@ def test_every_row_is_measured_and_the_report_renders(scale: Any, tmp_path: Path
     # The whole backlog is asked for; the server may cap what one pull sends.
     pulled = results["details"]["large"]["bulk_pull"]
     assert 0 < pulled["pull_events"] <= pulled["pull_limit"]
+    # Its first message is the median of the timed pulls.
+    firsts = pulled["pull_firsts_ms"]
+    assert len(firsts) == 3
+    assert by_key["pull_first_ms"]["large"] == pytest.approx(sorted(firsts)[1], abs=0.01)
     # Start-up is the median of the timed starts, which alternate between the stores.
     for store in ("small", "large"):
         starts = results["details"][store]["startups_ms"]
