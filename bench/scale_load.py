@@ -203,8 +203,8 @@ POINT_CALLS: list[tuple[str, Request, int]] = [
     ("query_end", _query_near_end, 50),
     ("query_middle", _query_at(0.49, 0.51), 50),
     ("query_kind", _query_at(0.49, 0.51, RARE_KIND), 50),
-    ("get_subscription", _get_subscription("lag"), 10),
-    ("get_subscription_kind", _get_subscription("lag-kind"), 10),
+    ("get_subscription", _get_subscription("lag"), 50),
+    ("get_subscription_kind", _get_subscription("lag-kind"), 50),
     ("seek_time", _seek_early, 20),
     ("append_event", _append_event, 100),
     ("append_events_100", _append_events_100, 10),
@@ -259,6 +259,24 @@ def summarize_point_calls(name: str, latencies: list[float], carried: int) -> di
 # Streams
 
 
+@dataclass
+class LiveRun:
+    """What one live stream measured: append→delivery of each event, in seconds."""
+
+    latencies: list[float]
+    sent_after_stop: int
+    window_s: float
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "p50_ms": 1000 * percentile(self.latencies, 0.5),
+            "p99_ms": 1000 * percentile(self.latencies, 0.99),
+            "samples": len(self.latencies),
+            "sent_after_stop": self.sent_after_stop,
+            "window_s": self.window_s,
+        }
+
+
 async def live_latency(
     target: Target,
     channel: str,
@@ -270,6 +288,18 @@ async def live_latency(
     """One following stream; a producer appends at a steady `rate` until `events`
     are sent or, once `minimum` are, `stop` is set: append→delivery p50/p99, and
     how many were sent after `stop` was set."""
+    return (await live_run(target, channel, events, rate, minimum, stop)).summary()
+
+
+async def live_run(
+    target: Target,
+    channel: str,
+    events: int,
+    rate: float,
+    minimum: int,
+    stop: asyncio.Event | None = None,
+) -> LiveRun:
+    """`live_latency`, keeping every latency, so that runs can be pooled."""
     stub = target.stub
     await stub.CreateChannel(pb.CreateChannelRequest(channel=channel_pb2.Channel(name=channel)))
     created = await stub.CreateSubscription(pb.CreateSubscriptionRequest(channel=channel))
@@ -313,13 +343,7 @@ async def live_latency(
         await asyncio.gather(reader, return_exceptions=True)
     if len(latencies) < index:
         raise RuntimeError(f"live stream delivered {len(latencies)} of {index} events")
-    return {
-        "p50_ms": 1000 * percentile(latencies, 0.5),
-        "p99_ms": 1000 * percentile(latencies, 0.99),
-        "samples": len(latencies),
-        "sent_after_stop": after_stop,
-        "window_s": window,
-    }
+    return LiveRun(latencies, after_stop, window)
 
 
 async def catch_up_rate(target: Target, count: int, repeats: int) -> dict[str, float]:

@@ -19,7 +19,7 @@ TINY = [
     "--large",
     "2000",
     "--rounds",
-    "1",
+    "2",
     "--live-events",
     "30",
     "--live-minimum",
@@ -81,6 +81,11 @@ def test_every_row_is_measured_and_the_report_renders(scale: Any, tmp_path: Path
         assert len(starts) == 2 and all(took > 0 for took in starts)
         assert by_key["startup_ms"][store] == pytest.approx(sum(starts) / 2, abs=0.1)
     assert "the median of 2 starts of each store" in done.stdout
+    # Idle live latency pools rounds that alternate between the stores.
+    for store in ("small", "large"):
+        idle = results["details"][store]["live_idle"]
+        assert (idle["rounds"], idle["samples"]) == (2, 30)
+        assert by_key["live_idle_p99_ms"][store] == pytest.approx(idle["p99_ms"], abs=0.01)
     lag = results["details"]["large"]["lag"]
     assert lag["main_events"] == 1800  # nine in ten events are on the main channel
     table = scale.table(results)
