@@ -555,7 +555,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiplies the large size (5: 5M events)"
     )
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of point calls per store")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds of point calls, and of idle live latency, per store",
+    )
     parser.add_argument(
         "--starts", type=int, default=5, help="timed starts per store (the median is reported)"
     )
