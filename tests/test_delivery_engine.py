@@ -131,3 +131,32 @@ async def test_a_stream_catching_up_reads_small_chunks_while_another_stream_is_o
     rest = await _next(behind)
     assert [event.payload for event in rest.events] == list(range(12, 30))
     await behind.aclose()
+
+
+@pytest.mark.parametrize("ack_mode", [AUTO, MANUAL])
+async def test_a_pull_that_ends_reads_small_chunks_while_another_stream_is_open(
+    service: ChannelService, ack_mode: str
+) -> None:
+    await _append(service, "events", *range(10))
+    await _append(service, "other", "live")
+    for subscription_id in ("whole", "limited", "alone"):
+        await _subscribe(service, subscription_id)
+    await service.create_subscription(
+        "other", subscription_id="live", consumer=None, batch_size=None, kind=None, metadata={}
+    )
+    fresh = ChannelService(
+        service.store, Limits(heartbeat_interval=60, catch_up_chunk=4, pull_chunk=8)
+    )
+    live = fresh.pull("live", limit=100, follow=True)
+    assert [event.payload for event in (await _next(live)).events] == ["live"]
+
+    async def pulled(subscription_id: str, limit: int) -> list[list[Any]]:
+        stream = fresh.pull(subscription_id, limit=limit, follow=False, ack_mode=ack_mode)
+        return [[event.payload for event in delivery.events] async for delivery in stream]
+
+    # A chunk as long as asked for is not taken for the end of the backlog.
+    assert await pulled("whole", 100) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert await pulled("limited", 6) == [[0, 1, 2, 3], [4, 5]]
+    await live.aclose()
+    # Alone, a pull reads chunks of `pull_chunk` again.
+    assert await pulled("alone", 100) == [list(range(8)), [8, 9]]

@@ -106,11 +106,13 @@ class Limits:
     max_query_limit: int = 10_000
     """Larger QueryEvents and PullSubscription limits are lowered to this."""
     pull_chunk: int = 500
-    """Events a pull that ends (no `follow`) reads and sends at a time."""
+    """Events a pull that ends (no `follow`) reads and sends at a time when
+    no other stream is open."""
     catch_up_chunk: int = 100
-    """Most events a following stream reads from the store (rather than the
-    recent commits in memory) for one message while other streams are open;
-    alone, it reads as many as its limit."""
+    """Most events any stream reads from the store (rather than the recent
+    commits in memory) for one message while other streams are open; alone,
+    a following stream reads as many as its limit, a pull that ends
+    `pull_chunk`."""
     default_page_size: int = 100
     """ListChannels page size when the caller gives none."""
     max_page_size: int = 1_000
@@ -829,18 +831,14 @@ class ChannelService:
                 raise ShuttingDownError()
             wakeup = self._notifier.watch(subscription.channel)
             size = per_batch if remaining is None else min(per_batch, remaining)
-            # A following stream behind the recent commits catches up in
-            # small chunks while other streams are open, a turn of the event
-            # loop each, so that its backlog does not hold up their live
-            # events; alone, in chunks of its limit. Whether others are open,
-            # not whether they are parked right now: a live follower is busy
-            # between two events as often as not, and one long read begun
-            # then delays its next delivery by all of that read.
-            catch_up = (
-                min(size, self.limits.catch_up_chunk)
-                if remaining is None and self._open_streams > 1
-                else size
-            )
+            # A stream behind the recent commits (following or not) reads the
+            # store in small chunks while other streams are open, a turn of
+            # the event loop each, so that its backlog does not hold up their
+            # live events; alone, in chunks of its batch. Whether others are
+            # open, not whether they are parked right now: a live follower is
+            # busy between two events as often as not, and one long read
+            # begun then delays its next delivery by all of that read.
+            catch_up = min(size, self.limits.catch_up_chunk) if self._open_streams > 1 else size
             if manual:
                 assert handle is not None
                 events = await self._next_manual_batch(handle, catch_up, window)
@@ -874,7 +872,8 @@ class ChannelService:
                     await asyncio.sleep(0)
             if remaining is not None:
                 remaining -= len(events)
-                if remaining <= 0 or (len(events) < size and not isinstance(events, _CutShort)):
+                # Fewer than one read asked for is the end of what there is.
+                if remaining <= 0 or (len(events) < catch_up and not isinstance(events, _CutShort)):
                     # A pull that ends has its position stored when it ends.
                     await turn.written()
                     return
