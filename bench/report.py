@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -147,15 +148,37 @@ def targets(results: Results) -> list[tuple[str, str, str, str]]:
 
 
 # How each cost grows with the store is measured by `make bench-scale`, which
-# writes its own page; the bench report links to it whichever ran last.
-GROWTH_SECTION = (
-    "## Growth with the store's size\n\n"
-    "How each cost grows from a small to a large store (`make bench-scale`):\n"
-    "[benchmarks-scale.md](benchmarks-scale.md).\n"
-)
+# writes its own page; the bench report links to it and repeats each run's
+# one-line verdict from it, whichever of the two ran last.
+GROWTH_HEADING = "## Growth with the store's size"
+IN_SHORT = "- In short: "
+SCALE_SECTION = re.compile(r"^<!-- bench-scale (\d+) (\d+) -->$", re.MULTILINE)
 
 
-def markdown(saved: dict[str, Any], table: str, plot: str | None) -> str:
+def growth_section(scale_page: str) -> str:
+    """The section of docs/benchmarks.md on growth: the link to
+    docs/benchmarks-scale.md and the verdict of each pair of sizes on it."""
+    lines = [
+        GROWTH_HEADING,
+        "",
+        "How each cost grows from a small to a large store (`make bench-scale`):",
+        "[benchmarks-scale.md](benchmarks-scale.md).",
+    ]
+    marks = list(SCALE_SECTION.finditer(scale_page))
+    ends = [following.start() for following in marks[1:]] + ([len(scale_page)] if marks else [])
+    verdicts = []
+    for mark, end in zip(marks, ends, strict=True):
+        body = scale_page[mark.end() : end]
+        verdict = next((line for line in body.splitlines() if line.startswith(IN_SHORT)), None)
+        if verdict is not None:
+            small, large = int(mark.group(1)), int(mark.group(2))
+            verdicts.append(f"- {small:,} and {large:,} events: {verdict[len(IN_SHORT) :]}")
+    if verdicts:
+        lines += ["", *verdicts]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(saved: dict[str, Any], table: str, plot: str | None, scale_page: str = "") -> str:
     environment = saved.get("environment", {})
     machine = environment.get("machine", {})
     versions = environment.get("versions", {})
@@ -212,7 +235,7 @@ def markdown(saved: dict[str, Any], table: str, plot: str | None) -> str:
         "latency and memory, the bound over the figure). Where the time goes for",
         "each target missed: [performance.md](performance.md).",
         "",
-        GROWTH_SECTION.rstrip("\n"),
+        growth_section(scale_page).rstrip("\n"),
     ]
     return "\n".join(lines) + "\n"
 

@@ -562,7 +562,11 @@ def save(saved: dict[str, Any], markdown_table: str) -> None:
         if not plotted:
             print(f"note: the plot failed:\n{plot.stderr}", file=sys.stderr)
     document = DOCS / "benchmarks.md"
-    document.write_text(report.markdown(saved, markdown_table, png.name if plotted else None))
+    scale_page = DOCS / "benchmarks-scale.md"
+    growth = scale_page.read_text() if scale_page.exists() else ""
+    document.write_text(
+        report.markdown(saved, markdown_table, png.name if plotted else None, growth)
+    )
     written = [str(path.relative_to(HERE.parent)) for path in (document, png) if path.exists()]
     print(f"wrote {' and '.join(written)}")
 

@@ -33,9 +33,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "scale.json"
 DOCS = HERE.parent / "docs"
 DOCUMENT = DOCS / "benchmarks-scale.md"
-# docs/benchmarks.md, written by `make bench --save`, links to this page;
-# --save here puts the link back in a copy written before it did.
-BENCHMARKS_LINK = report.GROWTH_SECTION
+# docs/benchmarks.md, written by `make bench --save`, links to this page and
+# repeats each section's verdict; --save here writes that section of it anew.
 
 SMALL, LARGE = 10_000, 1_000_000
 FLAT = 1.5
@@ -424,6 +423,22 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def verdict(results: dict[str, Any]) -> str:
+    """One line on the whole run: how many judged rows met their target, the
+    largest growth among those that must stay flat, and the live latency under
+    the drain."""
+    judged = [line for line in rows(results) if line["status"] in {"met", "missed"}]
+    met = sum(line["status"] == "met" for line in judged)
+    flat = [line for line in judged if line["key"] != "live_drain_over_idle_p99"]
+    worst = max(flat, key=lambda line: line["ratio"] or 0.0)
+    under = results["metrics"]["large"]["live_drain_over_idle_p99"]
+    return (
+        f"{met} of {len(judged)} judged rows met; the largest growth {worst['ratio']:.2f}x"
+        f" ({worst['metric']}, {worst['unit']}); live p99 while draining {under:.2f}x"
+        " the idle p99."
+    )
+
+
 def notes(results: dict[str, Any]) -> list[str]:
     large = results["metrics"]["large"]
     details = results["details"]["large"]
@@ -491,7 +506,7 @@ the same run (point calls alternating between them). What each row measures:
 [bench/README.md](../bench/README.md#growth-with-the-stores-size-make-bench-scale).
 One section per pair of sizes; a run replaces the section of its sizes only.
 """
-SECTION = re.compile(r"^<!-- bench-scale (\d+) (\d+) -->$", re.MULTILINE)
+SECTION = report.SCALE_SECTION
 
 
 def section(results: dict[str, Any]) -> str:
@@ -514,6 +529,7 @@ def section(results: dict[str, Any]) -> str:
         "",
         table(results),
         "",
+        report.IN_SHORT + verdict(results),
         *notes(results),
         "",
     ]
@@ -541,8 +557,10 @@ def save(results: dict[str, Any]) -> None:
     DOCUMENT.write_text(markdown(results, existing))
     benchmarks = DOCS / "benchmarks.md"
     text = benchmarks.read_text() if benchmarks.exists() else "# Benchmarks\n"
-    if DOCUMENT.name not in text:
-        benchmarks.write_text(text.rstrip("\n") + "\n\n" + BENCHMARKS_LINK)
+    # The growth section is the last of that page, as `make bench` writes it.
+    kept = text.split(report.GROWTH_HEADING, 1)[0].rstrip("\n")
+    growth = report.growth_section(DOCUMENT.read_text())
+    benchmarks.write_text(kept + "\n\n" + growth)
     print(f"wrote {DOCUMENT.relative_to(HERE.parent)}")
 
 

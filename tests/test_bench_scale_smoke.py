@@ -93,11 +93,20 @@ def test_every_row_is_measured_and_the_report_renders(scale: Any, tmp_path: Path
     assert table.count("\n") == len(scale.ROWS) + 1
     document = scale.markdown(results)
     assert table in document and "## 200 and 2,000 events" in document
+    # Each section has a one-line verdict, which docs/benchmarks.md repeats.
+    judged = [row for row in rows if row["status"] in {"met", "missed"}]
+    met = sum(row["status"] == "met" for row in judged)
+    verdict = f"{met} of {len(judged)} judged rows met; the largest growth "
+    assert f"- In short: {verdict}" in document
+    growth = scale.report.growth_section(document)
+    assert "[benchmarks-scale.md](benchmarks-scale.md)" in growth
+    assert f"- 200 and 2,000 events: {verdict}" in growth
     # Saving one pair of sizes keeps the sections of others and replaces its own.
     other = scale.markdown({**results, "sizes": {"small": 10, "large": 20}})
     both = scale.markdown(results, other)
     assert both.index("## 200 and 2,000 events") < both.index("## 10 and 20 events")
     assert scale.markdown(results, both) == both
+    assert scale.report.growth_section(both).count(" judged rows met;") == 2
     # The saved JSON renders again without measuring.
     rendered = subprocess.run(
         [sys.executable, str(BENCH / "scale.py"), "--render", str(results_file)],

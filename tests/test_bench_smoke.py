@@ -133,6 +133,10 @@ async def test_every_workload_runs_and_the_report_renders(
     document = report.markdown(saved, table, None)
     assert table in document and "at scale 0.005" in document
     assert "[benchmarks-scale.md](benchmarks-scale.md)" in document
+    # It repeats the verdict of each section of the growth page.
+    scale_page = "<!-- bench-scale 10 20 -->\n## 10 and 20 events\n\n- In short: all met.\n"
+    with_growth = report.markdown(saved, table, None, scale_page)
+    assert with_growth.endswith("- 10 and 20 events: all met.\n")
     # How idle vCPUs wait moves the ceiling most, so the report names it.
     idle = saved["environment"]["machine"]["cpu_idle"]
     assert f"- CPU idle: {idle or 'unknown'} " in document
