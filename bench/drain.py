@@ -39,7 +39,7 @@ async def measure(store: Path | str, factor: float) -> dict[str, dict[str, float
         async with channel:
             target = Target("drain", server.address, server.process.pid, built, stub)
             live = max(LIVE_MINIMUM, int(LIVE_EVENTS * min(1.0, factor * 10)))
-            idle = await scale_load.live_latency(target, "live-idle", live, LIVE_RATE, live)
+            idle = (await scale_load.live_run(target, "live-idle", live, LIVE_RATE, live)).summary()
             options = argparse.Namespace(live_rate=LIVE_RATE, live_minimum=LIVE_MINIMUM)
             under, drained = await scale.live_under_drain(target, options)
     finally:

@@ -277,20 +277,6 @@ class LiveRun:
         }
 
 
-async def live_latency(
-    target: Target,
-    channel: str,
-    events: int,
-    rate: float,
-    minimum: int,
-    stop: asyncio.Event | None = None,
-) -> dict[str, float]:
-    """One following stream; a producer appends at a steady `rate` until `events`
-    are sent or, once `minimum` are, `stop` is set: append→delivery p50/p99, and
-    how many were sent after `stop` was set."""
-    return (await live_run(target, channel, events, rate, minimum, stop)).summary()
-
-
 async def live_run(
     target: Target,
     channel: str,
@@ -299,7 +285,9 @@ async def live_run(
     minimum: int,
     stop: asyncio.Event | None = None,
 ) -> LiveRun:
-    """`live_latency`, keeping every latency, so that runs can be pooled."""
+    """One following stream; a producer appends at a steady `rate` until `events`
+    are sent or, once `minimum` are, `stop` is set: every append→delivery time,
+    and how many were sent after `stop` was set."""
     stub = target.stub
     await stub.CreateChannel(pb.CreateChannelRequest(channel=channel_pb2.Channel(name=channel)))
     created = await stub.CreateSubscription(pb.CreateSubscriptionRequest(channel=channel))

@@ -36,9 +36,11 @@ async def _append(service: ChannelService, channel: str, *payloads: Any) -> list
     )
 
 
-async def _subscribe(service: ChannelService, subscription_id: str) -> None:
+async def _subscribe(
+    service: ChannelService, subscription_id: str, channel: str = "events"
+) -> None:
     await service.create_subscription(
-        "events",
+        channel,
         subscription_id=subscription_id,
         consumer=None,
         batch_size=None,
@@ -112,9 +114,7 @@ async def test_a_stream_catching_up_reads_small_chunks_while_another_stream_is_o
     await _append(service, "events", *range(30))
     await _append(service, "other", "live")
     await _subscribe(service, "behind")
-    await service.create_subscription(
-        "other", subscription_id="live", consumer=None, batch_size=None, kind=None, metadata={}
-    )
+    await _subscribe(service, "live", "other")
     # A second service over the store: nothing in its memory of recent
     # commits, so every batch below is read from the store.
     fresh = ChannelService(service.store, Limits(heartbeat_interval=60, catch_up_chunk=4))
@@ -141,9 +141,7 @@ async def test_a_pull_that_ends_reads_small_chunks_while_another_stream_is_open(
     await _append(service, "other", "live")
     for subscription_id in ("whole", "limited", "alone"):
         await _subscribe(service, subscription_id)
-    await service.create_subscription(
-        "other", subscription_id="live", consumer=None, batch_size=None, kind=None, metadata={}
-    )
+    await _subscribe(service, "live", "other")
     fresh = ChannelService(
         service.store, Limits(heartbeat_interval=60, catch_up_chunk=4, pull_chunk=8)
     )
